@@ -1,0 +1,39 @@
+"""jepalab: joint-embedding predictive architectures, their ancestors, and latent world models."""
+from __future__ import annotations
+
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+
+def load(path: str | Path):
+    """The trained encoder (an nn.Module in eval mode) of a run directory or exported file.
+
+    `path` is a run directory (its latest checkpoint), a checkpoint folder, or an
+    `encoder.safetensors` file written by jepalab.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from jepalab import checkpoint
+    from jepalab.nn.vit import ViTSpec, VisionTransformer
+
+    path = Path(path)
+    if path.is_dir():
+        folder = path if (path / "encoder.safetensors").exists() else checkpoint.latest(path)
+        if folder is None:
+            raise FileNotFoundError(f"{path} holds no checkpoint (no checkpoint-*/ with "
+                                    "encoder.safetensors); train first or pass a file")
+        path = folder / "encoder.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != "jepalab-vit":
+        raise ValueError(f"{path} is not a jepalab encoder file (metadata format "
+                         f"{meta.get('format')!r}, expected 'jepalab-vit')")
+    spec = ViTSpec(meta["arch"], int(meta["image_size"]), int(meta["patch_size"]),
+                   int(meta["in_chans"]))
+    encoder = VisionTransformer(spec)
+    encoder.load_state_dict(load_file(path))
+    return encoder.eval()

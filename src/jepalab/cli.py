@@ -1,0 +1,122 @@
+"""The `jepalab` command line. It only wires: parse, call the library, print."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+
+def cmd_train(args) -> int:
+    from jepalab.config import ConfigError, apply_overrides, from_dict, load_config, recipe_names
+    from jepalab.train import Interrupted, train
+
+    items = list(args.items)
+    resume = [i for i in items if i.startswith("resume=")]
+    overrides = [i for i in items if "=" in i and not i.startswith("resume=")]
+    recipes = [i for i in items if "=" not in i]
+    if len(recipes) > 1:
+        raise ConfigError(f"give one recipe, got {recipes}; overrides look like key=value")
+    if resume:
+        import json
+
+        run_dir = Path(resume[-1].split("=", 1)[1])
+        if not (run_dir / "config.json").exists():
+            raise ConfigError(f"resume={run_dir}: not a run directory (no config.json)")
+        raw = json.loads((run_dir / "config.json").read_text())
+        cfg = from_dict(apply_overrides(raw, overrides), recipe=raw.get("recipe", ""))
+        if recipes and recipes[0] != cfg.recipe:
+            raise ConfigError(f"resume={run_dir} is a {cfg.recipe!r} run, not {recipes[0]!r}")
+    elif recipes:
+        cfg = load_config(recipes[0], overrides)
+        run_dir = Path(cfg.train.run_dir or default_run_dir(cfg.recipe))
+    else:
+        print("usage: jepalab train RECIPE [section.key=value ...] | jepalab train resume=RUN_DIR")
+        print("recipes: " + ", ".join(recipe_names()))
+        return 2
+    if not resume and (run_dir / "latest").exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with resume={run_dir} "
+                          "or choose another train.run_dir")
+    try:
+        train(cfg, run_dir, resume=bool(resume), show_progress=not args.quiet)
+    except Interrupted as stop:
+        print(f"{stop}; continue with: jepalab train resume={run_dir}")
+        return 130
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def default_run_dir(recipe: str) -> str:
+    import time
+
+    return f"runs/{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_probe(args) -> int:
+    from rich.console import Console
+
+    from jepalab.eval.baselines import probe_run
+    from jepalab.report import plot_curves, probe_table
+
+    result = probe_run(args.run_dir, ceiling_dir=args.ceiling, seeds=args.seeds,
+                       train_ceiling_if_missing=not args.no_ceiling, show_progress=not args.quiet)
+    Console().print(probe_table(result))
+    print(f"probe results: {Path(args.run_dir) / 'probe.json'}; curves: "
+          f"{plot_curves(args.run_dir)}")
+    return 0
+
+
+def cmd_quickstart(args) -> int:
+    from jepalab.quickstart import quickstart
+
+    quickstart(Path(args.out), show_progress=not args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jepalab", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    quick = verbs.add_parser("quickstart", help="train I-JEPA on shapes on CPU, probe it "
+                             "against its baselines, print the table (about 6 minutes)")
+    quick.add_argument("--out", default="runs/quickstart", help="where the runs go")
+
+    train = verbs.add_parser("train", help="train a recipe: jepalab train RECIPE key=value ...")
+    train.add_argument("items", nargs="*", metavar="RECIPE|key=value|resume=RUN_DIR")
+
+    probe = verbs.add_parser("probe", help="linear / kNN / RankMe of a run beside random "
+                             "init, raw pixels and a same-budget supervised ceiling")
+    probe.add_argument("run_dir")
+    probe.add_argument("--ceiling", help="a supervised run directory to use as the ceiling "
+                       "(default: train one with the run's budget into RUN_DIR/ceiling)")
+    probe.add_argument("--no-ceiling", action="store_true", help="skip the supervised ceiling")
+    probe.add_argument("--seeds", type=int, default=3, help="random-init seeds (default 3)")
+    for sub in (quick, train, probe):
+        sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.verb != "train":  # only `train` takes key=value items, in any position
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.verb == "train":
+        args.items = list(args.items) + extra
+    from jepalab.checkpoint import CheckpointError
+    from jepalab.config import ConfigError
+    from jepalab.data.images import DataError
+
+    handlers = {"train": cmd_train, "probe": cmd_probe, "quickstart": cmd_quickstart}
+    try:
+        return handlers[args.verb](args)
+    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as e:
+        print(f"jepalab {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

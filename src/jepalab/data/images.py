@@ -1,0 +1,109 @@
+"""Image data sets held in memory as uint8 tensors, and the one entry point `load_images`.
+
+Every data set, built in or read from disk, becomes an `ImageData`: train, val and test
+splits of (images uint8 (N, 3, H, W), labels int64 (N,)) plus class names. Holding the
+pixels as one tensor keeps batching a single index operation, which is what a 2-core
+CPU can afford; augmentations then run batched (see `views.py`).
+
+Names understood by `load_images`:
+  digits               scikit-learn's bundled handwritten digits (8x8, 10 classes), upsampled
+  shapes               procedural shapes with nuisance variation (see `shapes.py`)
+  imagefolder:PATH     PATH/<class>/<image> (or PATH/{train,val,test}/<class>/<image>)
+  cifar:PATH           CIFAR-10 or CIFAR-100 python-pickle batches in PATH
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+BUILTIN = ("digits", "shapes")
+FILE_KINDS = ("imagefolder", "cifar")
+
+
+class DataError(ValueError):
+    """A data set could not be loaded; the message names the path or value and what is valid."""
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 (N, 3, H, W)
+    labels: torch.Tensor  # int64 (N,)
+
+    def __post_init__(self):
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
+            raise DataError(f"images must be uint8 (N, 3, H, W), got {self.images.dtype} "
+                            f"{tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise DataError(f"labels must be ({self.images.shape[0]},), got "
+                            f"{tuple(self.labels.shape)}")
+        self.labels = self.labels.long()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass
+class ImageData:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    classes: list[str]
+
+    @property
+    def image_size(self) -> int:
+        return self.train.images.shape[-1]
+
+
+def split_by_seed(n: int, fractions: tuple[float, float], seed: int) -> tuple[np.ndarray, ...]:
+    """Shuffle range(n) with `seed`; cut off val and test fractions; return (train, val, test)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = int(round(n * fractions[0])), int(round(n * fractions[1]))
+    return order[n_val + n_test:], order[:n_val], order[n_val:n_val + n_test]
+
+
+def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize uint8 (N, 3, h, w) to (N, 3, size, size) with antialiased bilinear filtering."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True,
+                        align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def load_digits(image_size: int = 32, seed: int = 0) -> ImageData:
+    """scikit-learn's 1,797 handwritten digits (8x8, 17 grey levels), upsampled, grey -> RGB."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    pixels = torch.from_numpy(bunch.images * (255.0 / 16.0)).round().to(torch.uint8)
+    images = resize_uint8(pixels[:, None].expand(-1, 3, -1, -1).contiguous(), image_size)
+    labels = torch.from_numpy(bunch.target)
+    train, val, test = split_by_seed(len(labels), (0.15, 0.25), seed)
+    return ImageData("digits", *(Split(images[i], labels[i]) for i in (train, val, test)),
+                     classes=[str(d) for d in range(10)])
+
+
+def load_images(name: str, *, image_size: int, seed: int = 0, **kwargs) -> ImageData:
+    """Load a data set by name (see module docstring); resize to `image_size`."""
+    kind, _, path = name.partition(":")
+    if kind == "digits" and not path:
+        return load_digits(image_size, seed)
+    if kind == "shapes" and not path:
+        from jepalab.data.shapes import load_shapes
+
+        return load_shapes(image_size=image_size, seed=seed, **kwargs)
+    if kind in FILE_KINDS and path:
+        from jepalab.data import files
+
+        loader = files.load_imagefolder if kind == "imagefolder" else files.load_cifar
+        return loader(path, image_size=image_size, seed=seed)
+    import difflib
+
+    valid = list(BUILTIN) + [f"{k}:PATH" for k in FILE_KINDS]
+    near = difflib.get_close_matches(kind, list(BUILTIN) + list(FILE_KINDS), n=1)
+    hint = f" Did you mean {near[0]!r}?" if near else ""
+    raise DataError(f"unknown data set {name!r}; valid: {', '.join(valid)}.{hint}")

@@ -1,0 +1,36 @@
+"""Self-supervised methods, one file each, and the registry the config and trainer use.
+
+A method module defines `Config` (a dataclass of its hyperparameters, paper defaults)
+and `Method` (an nn.Module) with:
+  forward(batch) -> StepOutput        batch: {"images": uint8 (B,3,H,W), "labels": (B,)}
+  on_step_end(progress: float)        after each optimiser step (EMA teachers, schedules)
+  eval_encoder() -> nn.Module         the encoder that probes and exports read
+The trainer knows methods only through this interface, never by name.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import torch
+
+METHODS = {
+    "ijepa": "jepalab.methods.ijepa",
+    "supervised": "jepalab.methods.supervised",
+}
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+def method_module(name: str) -> ModuleType:
+    if name not in METHODS:
+        near = difflib.get_close_matches(name, METHODS, n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise KeyError(f"unknown method {name!r}; valid: {', '.join(METHODS)}.{hint}")
+    return importlib.import_module(METHODS[name])

@@ -1,0 +1,86 @@
+"""I-JEPA (Assran et al., CVPR 2023): predict target-block embeddings from a context block.
+
+Algorithm, per step:
+  1. one view x of each image (random resized crop, no colour augmentation);
+  2. multi-block masks: context_idx (B, Nc), target_idx (B, M, Nt);
+  3. targets s_y = LayerNorm(target_encoder(x)) at target_idx, no gradient;
+  4. s_x = context_encoder(x[context_idx]); s_hat_y = predictor(s_x, context_idx, target_idx);
+  5. loss = latent regression between s_hat_y and s_y (smooth L1, or L2);
+  6. after the optimiser step: target_encoder <- EMA of context_encoder, momentum 0.996 -> 1.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from jepalab import losses, masks
+from jepalab.data.views import CropFlip
+from jepalab.methods import StepOutput
+from jepalab.nn.ema import ema_momentum, ema_update
+from jepalab.nn.predictor import MaskedPredictor
+from jepalab.nn.vit import ViTSpec, VisionTransformer, gather_tokens
+
+
+@dataclass
+class Config:
+    predictor_width: int = 96
+    predictor_depth: int = 4
+    predictor_heads: int = 4
+    num_targets: int = 4
+    target_scale: tuple[float, float] = (0.15, 0.2)
+    target_aspect: tuple[float, float] = (0.75, 1.5)
+    context_scale: tuple[float, float] = (0.85, 1.0)
+    min_keep: int = 10
+    ema_start: float = 0.996
+    ema_end: float = 1.0
+    loss: str = "smooth_l1"  # or "l2"
+    crop_scale: tuple[float, float] = (0.3, 1.0)
+    hflip: bool = False
+
+    def validate(self) -> None:
+        if self.loss not in losses.LATENT_LOSSES:
+            raise ValueError(f"method.loss must be one of {losses.LATENT_LOSSES}, got {self.loss!r}")
+        if not 0.0 <= self.ema_start <= self.ema_end <= 1.0:
+            raise ValueError("method.ema_start and method.ema_end need 0 <= start <= end <= 1, got "
+                             f"{self.ema_start}, {self.ema_end}")
+
+
+class Method(nn.Module):
+    def __init__(self, cfg: Config, spec: ViTSpec, num_classes: int):
+        super().__init__()
+        self.cfg, self.grid = cfg, spec.grid
+        self.view = CropFlip(spec.image_size, cfg.crop_scale, cfg.hflip)
+        self.context_encoder = VisionTransformer(spec)
+        self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False)
+        self.predictor = MaskedPredictor(self.context_encoder.embed_dim, spec.grid,
+                                         cfg.predictor_width, cfg.predictor_depth,
+                                         cfg.predictor_heads)
+
+    def forward(self, batch: dict) -> StepOutput:
+        cfg = self.cfg
+        x = self.view(batch["images"])
+        context_idx, target_idx = masks.multiblock_2d(
+            x.shape[0], self.grid, num_targets=cfg.num_targets, target_scale=cfg.target_scale,
+            target_aspect=cfg.target_aspect, context_scale=cfg.context_scale,
+            min_keep=cfg.min_keep)
+        context_idx, target_idx = context_idx.to(x.device), target_idx.to(x.device)
+        with torch.no_grad():
+            tokens = self.target_encoder(x)
+            tokens = F.layer_norm(tokens, tokens.shape[-1:])
+            b, m, nt = target_idx.shape
+            targets = gather_tokens(tokens, target_idx.view(b, m * nt)).view(b, m, nt, -1)
+        context = self.context_encoder(x, keep=context_idx)
+        prediction = self.predictor(context, context_idx, target_idx)
+        loss = losses.jepa_latent(prediction, targets, kind=cfg.loss)
+        return StepOutput(loss, {"context_tokens": float(context_idx.shape[1])})
+
+    def on_step_end(self, progress: float) -> None:
+        momentum = ema_momentum(progress, self.cfg.ema_start, self.cfg.ema_end)
+        ema_update(self.target_encoder, self.context_encoder, momentum)
+
+    def eval_encoder(self) -> nn.Module:
+        return self.target_encoder

@@ -1,0 +1,47 @@
+"""Supervised ceiling: the same encoder trained with labels (mean-pooled tokens -> linear).
+
+Not self-supervised; it is the reference every report prints beside the methods, trained
+with the same architecture, data, views and step budget.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn as nn
+import torch.nn.functional as F
+
+from jepalab.data.views import CropFlip
+from jepalab.methods import StepOutput
+from jepalab.nn.vit import ViTSpec, VisionTransformer
+
+
+@dataclass
+class Config:
+    crop_scale: tuple[float, float] = (0.3, 1.0)
+    hflip: bool = False
+    label_smoothing: float = 0.1
+
+    def validate(self) -> None:
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"method.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+class Method(nn.Module):
+    def __init__(self, cfg: Config, spec: ViTSpec, num_classes: int):
+        super().__init__()
+        self.cfg = cfg
+        self.view = CropFlip(spec.image_size, cfg.crop_scale, cfg.hflip)
+        self.encoder = VisionTransformer(spec)
+        self.head = nn.Linear(self.encoder.embed_dim, num_classes)
+
+    def forward(self, batch: dict) -> StepOutput:
+        logits = self.head(self.encoder.features(self.view(batch["images"])))
+        loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.cfg.label_smoothing)
+        accuracy = (logits.argmax(1) == batch["labels"]).float().mean().item()
+        return StepOutput(loss, {"train_acc": accuracy})
+
+    def on_step_end(self, progress: float) -> None:
+        pass
+
+    def eval_encoder(self) -> nn.Module:
+        return self.encoder

@@ -1,0 +1,160 @@
+"""Vision Transformer backbone with fixed 2D sin-cos positions and token subsets.
+
+Parameter names follow timm's `VisionTransformer` (patch_embed.proj, pos_embed,
+blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}, norm), so a state dict
+exported from here loads into timm with `global_pool="avg", class_token=False`.
+Attention is `F.scaled_dot_product_attention`, which picks flash / memory-efficient
+kernels on GPUs and a fused kernel on CPUs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# name -> (embed_dim, depth, num_heads). "nano" and "micro" are sized for CPUs.
+ARCHS = {
+    "vit_nano": (128, 4, 4),
+    "vit_micro": (192, 6, 3),
+    "vit_tiny": (192, 12, 3),
+    "vit_small": (384, 12, 6),
+    "vit_base": (768, 12, 12),
+}
+
+
+def sincos_2d(embed_dim: int, grid: tuple[int, int]) -> torch.Tensor:
+    """Fixed 2D sin-cos position embedding, (H*W, embed_dim), rows in raster order.
+
+    Half the channels encode the row, half the column; each half is [sin(p w_k), cos(p w_k)]
+    with w_k = 10000^(-k / (D/4)) as in MAE / I-JEPA.
+    """
+    if embed_dim % 4:
+        raise ValueError(f"sin-cos positions need embed_dim divisible by 4, got {embed_dim}")
+    quarter = embed_dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid[0], dtype=torch.float64),
+                                torch.arange(grid[1], dtype=torch.float64), indexing="ij")
+    parts = []
+    for position in (rows.flatten(), cols.flatten()):
+        angle = position[:, None] * omega[None]
+        parts += [angle.sin(), angle.cos()]
+    return torch.cat(parts, dim=1).float()
+
+
+def gather_tokens(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """tokens (B, N, D), index (B, K) -> (B, K, D)."""
+    return torch.gather(tokens, 1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).unbind(2)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                             v.transpose(1, 2))
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim, eps=1e-6), Attention(dim, num_heads)
+        self.norm2, self.mlp = nn.LayerNorm(dim, eps=1e-6), Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def init_transformer(module: nn.Module, blocks: nn.ModuleList) -> None:
+    """Truncated-normal(0.02) linears, unit LayerNorms, residual projections scaled by depth."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    for layer, block in enumerate(blocks, start=1):
+        block.attn.proj.weight.data.div_(math.sqrt(2.0 * layer))
+        block.mlp.fc2.weight.data.div_(math.sqrt(2.0 * layer))
+
+
+@dataclass(frozen=True)
+class ViTSpec:
+    arch: str = "vit_nano"
+    image_size: int = 32
+    patch_size: int = 4
+    in_chans: int = 3
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (self.image_size // self.patch_size,) * 2
+
+    @property
+    def dims(self) -> tuple[int, int, int]:
+        return ARCHS[self.arch]
+
+
+class VisionTransformer(nn.Module):
+    """Patch embedding + fixed positions + pre-norm blocks + final norm; no class token.
+
+    `forward(images, keep=None)` returns tokens (B, N, D); with `keep` (B, K) indices into
+    the raster-ordered patch grid, only those tokens are embedded and encoded (B, K, D).
+    `features(images)` is the mean-pooled representation used by probes.
+    """
+
+    def __init__(self, spec: ViTSpec):
+        super().__init__()
+        if spec.arch not in ARCHS:
+            raise ValueError(f"unknown arch {spec.arch!r}; valid: {', '.join(ARCHS)}")
+        if spec.image_size % spec.patch_size:
+            raise ValueError(f"image_size {spec.image_size} is not a multiple of patch_size "
+                             f"{spec.patch_size}")
+        self.spec = spec
+        dim, depth, heads = spec.dims
+        self.embed_dim = dim
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(spec.in_chans, dim, spec.patch_size, spec.patch_size)
+        self.register_buffer("pos_embed", sincos_2d(dim, spec.grid)[None], persistent=True)
+        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        init_transformer(self, self.blocks)
+
+    @property
+    def num_patches(self) -> int:
+        return self.spec.grid[0] * self.spec.grid[1]
+
+    def forward(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.patch_embed.proj(images).flatten(2).transpose(1, 2) + self.pos_embed
+        if keep is not None:
+            x = gather_tokens(x, keep)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward(images).mean(dim=1)

@@ -1,0 +1,17 @@
+"""Learning-rate, weight-decay and momentum schedules as pure functions of the step."""
+from __future__ import annotations
+
+import math
+
+
+def cosine(progress: float, start: float, end: float) -> float:
+    """Half-cosine from `start` (progress 0) to `end` (progress 1)."""
+    progress = min(max(progress, 0.0), 1.0)
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine(step: int, total: int, warmup: int, peak: float, final: float) -> float:
+    """Linear warmup 0 -> peak over `warmup` steps, then cosine peak -> final at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return cosine((step - warmup) / max(1, total - warmup), peak, final)

@@ -1,0 +1,247 @@
+"""The one training loop. It knows methods only through their interface (see methods/).
+
+Per step: set lr and weight decay from their schedules; reseed the RNG from
+(seed, step, rank) so that views and masks are a function of the step (exact resume);
+take the step's slice of the epoch permutation; forward under autocast; backward,
+clip, optimiser step; the method's `on_step_end` (EMA teachers). Every `log_every`
+steps a JSON line goes to metrics.jsonl; every `monitor_every` steps the evaluation
+encoder's RankMe and feature std on a fixed validation batch; every `checkpoint_every`
+steps (and at the end, and on Ctrl-C) an atomic checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from jepalab import checkpoint, distributed, schedules
+from jepalab.config import Config
+from jepalab.data.images import ImageData, load_images
+from jepalab.eval.collapse import feature_std, rankme
+from jepalab.eval.probes import extract_features
+from jepalab.methods import method_module
+from jepalab.nn.vit import ViTSpec
+
+MONITOR_IMAGES = 512
+
+
+def load_data(cfg: Config) -> ImageData:
+    extra = {"num_train": cfg.data.num_train} if cfg.data.num_train else {}
+    return load_images(cfg.data.name, image_size=cfg.data.image_size, seed=cfg.data.seed, **extra)
+
+
+def build_method(cfg: Config, num_classes: int) -> torch.nn.Module:
+    spec = ViTSpec(cfg.model.arch, cfg.data.image_size, cfg.model.patch_size)
+    return method_module(cfg.method_name).Method(cfg.method, spec, num_classes)
+
+
+def batch_indices(step: int, num_samples: int, batch_size: int, seed: int) -> torch.Tensor:
+    """The global batch of `step`: positions [step*B, (step+1)*B) of a stream of epochs,
+    each epoch a permutation drawn from (seed, epoch)."""
+    start, parts = step * batch_size, []
+    while batch_size > 0:
+        epoch, offset = divmod(start, num_samples)
+        order = torch.randperm(num_samples, generator=torch.Generator().manual_seed(
+            seed * 1_000_003 + epoch))
+        take = order[offset:offset + batch_size]
+        parts.append(take)
+        start, batch_size = start + len(take), batch_size - len(take)
+    return torch.cat(parts)
+
+
+def parameter_groups(method: torch.nn.Module) -> list[dict]:
+    """Weight decay on matrices only; biases, norms, tokens and gains are exempt."""
+    decay, exempt = [], []
+    for param in method.parameters():
+        if param.requires_grad:
+            (decay if param.ndim > 1 else exempt).append(param)
+    return [{"params": decay, "apply_decay": True},
+            {"params": exempt, "weight_decay": 0.0, "apply_decay": False}]
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+class MetricsLog:
+    """metrics.jsonl (and TensorBoard if asked), written by rank 0 only."""
+
+    def __init__(self, run_dir: Path, resume_step: int, tensorboard: bool, enabled: bool):
+        self.enabled, self.path, self.writer = enabled, run_dir / "metrics.jsonl", None
+        if not enabled:
+            return
+        if self.path.exists():  # drop lines past the checkpoint we resume from
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line and json.loads(line)["step"] <= resume_step]
+            checkpoint.atomic_write_text(self.path, "".join(f"{k}\n" for k in kept))
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, step: int, values: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        if self.writer:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+
+    def close(self):
+        if self.writer:
+            self.writer.close()
+
+
+def progress_bar(enabled: bool, total: int, start: int):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
+                   TimeRemainingColumn(), disable=not enabled, transient=False)
+    task = bar.add_task("train", total=total, completed=start, status="")
+    return bar, task
+
+
+class StopRequest(contextlib.AbstractContextManager):
+    """SIGINT / SIGTERM set a flag that the loop checks between steps, so a stop never
+    lands in the middle of an optimiser step; a second signal interrupts at once."""
+
+    def __init__(self):
+        self.requested, self.previous = False, {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+class Interrupted(Exception):
+    """Training stopped on request after a checkpoint; resume continues it."""
+
+
+def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progress: bool = True,
+          stop_at: int | None = None) -> torch.nn.Module:
+    """Train `cfg` into `run_dir` and return the method; with `resume`, continue from the
+    run's latest checkpoint.
+
+    `stop_at` ends the run after that step (with a checkpoint), as a stop would; a later
+    call with resume=True continues it exactly.
+    """
+    run_dir = Path(run_dir)
+    device = distributed.pick_device(cfg.train.device)
+    world = distributed.init(device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    if cfg.train.batch_size % world.size:
+        raise ValueError(f"train.batch_size {cfg.train.batch_size} must divide evenly across "
+                         f"{world.size} processes")
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
+    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+    data = load_data(cfg)
+    method = build_method(cfg, len(data.classes)).to(device)
+    optimizer = torch.optim.AdamW(parameter_groups(method), lr=cfg.optim.lr,
+                                  betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
+    start = 0
+    found = checkpoint.latest(run_dir) if resume else None
+    if found is not None:
+        start = checkpoint.restore(found, method, optimizer)["step"]
+    elif resume:
+        raise FileNotFoundError(f"resume: no complete checkpoint in {run_dir}")
+    model = method
+    if world.size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            method, device_ids=[device.index] if device.type == "cuda" else None)
+
+    total, per_rank = cfg.train.steps, cfg.train.batch_size // world.size
+    end = min(total, stop_at) if stop_at is not None else total
+    log = MetricsLog(run_dir, start, cfg.train.tensorboard, world.is_main)
+    monitor_images = data.val.images[:MONITOR_IMAGES]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    bar, task = progress_bar(show_progress and world.is_main, total, start)
+    step, window_start, window_samples = start, time.perf_counter(), 0
+
+    def save():
+        if world.is_main:
+            checkpoint.save(run_dir, step, method, optimizer,
+                            {"config": cfg.to_dict(), "world_size": world.size})
+        distributed.barrier(world)
+
+    try:
+        with bar, StopRequest() as stop:
+            while step < end and not stop.requested:
+                lr = schedules.warmup_cosine(step, total, cfg.optim.warmup_steps, cfg.optim.lr,
+                                             cfg.optim.min_lr)
+                weight_decay = schedules.cosine(step / max(1, total - 1), cfg.optim.weight_decay,
+                                                cfg.optim.weight_decay_end)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                    if group["apply_decay"]:
+                        group["weight_decay"] = weight_decay
+                torch.manual_seed(cfg.train.seed * 1_000_003 + step * 1009 + world.rank)
+                index = batch_indices(step, len(data.train), cfg.train.batch_size, cfg.train.seed)
+                index = index[world.rank * per_rank:(world.rank + 1) * per_rank]
+                batch = {"images": data.train.images[index].to(device, non_blocking=True),
+                         "labels": data.train.labels[index].to(device, non_blocking=True)}
+                method.train()
+                with autocast(device, cfg.train.precision):
+                    out = model(batch)
+                if not torch.isfinite(out.loss):
+                    raise FloatingPointError(f"loss is {out.loss.item()} at step {step}; lower "
+                                             "optim.lr or check the data")
+                optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+                optimizer.step()
+                method.on_step_end((step + 1) / total)
+                step += 1
+                window_samples += cfg.train.batch_size
+
+                if step % cfg.train.log_every == 0 or step == end:
+                    elapsed = time.perf_counter() - window_start
+                    values = {"loss": out.loss.item(), "lr": lr, "weight_decay": weight_decay,
+                              "grad_norm": float(grad_norm),
+                              "samples_per_s": window_samples / max(elapsed, 1e-9), **out.logs}
+                    if cfg.train.monitor_every and (step % cfg.train.monitor_every == 0
+                                                    or step == total):
+                        z = extract_features(method.eval_encoder(), monitor_images,
+                                             device=device)
+                        values.update(rankme=rankme(z), feature_std=feature_std(z))
+                    log.write(step, values)
+                    bar.update(task, completed=step, status=f"loss {values['loss']:.4f} "
+                               f"lr {lr:.2e} {values['samples_per_s']:.0f} samples/s")
+                    window_start, window_samples = time.perf_counter(), 0
+                if step % cfg.train.checkpoint_every == 0 and step < end:
+                    save()
+        save()
+        if stop.requested:
+            raise Interrupted(f"stopped at step {step}; checkpoint saved in {run_dir}")
+    finally:
+        log.close()
+        distributed.cleanup(world)
+    return method

@@ -1,0 +1,155 @@
+"""The trainer: exact resume, atomic checkpoints, stop on signal, 2-process DDP on CPU."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+import jepalab
+from jepalab import checkpoint
+from jepalab.config import load_config
+from jepalab.train import batch_indices, train
+
+TINY = ["data.name=digits", "data.image_size=16", "model.patch_size=4", "train.batch_size=16",
+        "train.log_every=1", "train.monitor_every=3", "optim.warmup_steps=2",
+        "method.predictor_depth=1", "method.predictor_width=32", "method.min_keep=2"]
+
+
+def tiny(steps=6, **extra):
+    overrides = TINY + [f"train.steps={steps}"] + [f"{k}={v}" for k, v in extra.items()]
+    return load_config("ijepa-shapes", overrides)
+
+
+def weights(folder):
+    return load_file(folder / "model.safetensors")
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_batches_cover_each_epoch_once():
+    seen = torch.cat([batch_indices(s, 10, 4, seed=0) for s in range(5)])  # 2 epochs
+    assert sorted(seen[:10].tolist()) == list(range(10))
+    assert sorted(seen[10:].tolist()) == list(range(10))
+    assert not torch.equal(seen[:10], seen[10:])
+
+
+def test_resume_after_stop_matches_uninterrupted(tmp_path):
+    cfg = tiny(steps=6, **{"train.checkpoint_every": 2})
+    train(cfg, tmp_path / "whole", show_progress=False)
+    train(cfg, tmp_path / "parts", show_progress=False, stop_at=3)
+    assert json.loads((checkpoint.latest(tmp_path / "parts") / "state.json").read_text())[
+        "step"] == 3
+    train(cfg, tmp_path / "parts", resume=True, show_progress=False)
+    whole, parts = checkpoint.latest(tmp_path / "whole"), checkpoint.latest(tmp_path / "parts")
+    assert whole.name == parts.name == "checkpoint-0000006"
+    assert_same(weights(whole), weights(parts))
+    assert_same(load_file(whole / "optimizer.safetensors"),
+                load_file(parts / "optimizer.safetensors"))
+    # the metrics log has each step once, as if never stopped
+    steps = [json.loads(line)["step"] for line in (tmp_path / "parts/metrics.jsonl").open()]
+    assert steps == list(range(1, 7))
+
+
+def test_checkpoint_folder_contents_and_pruning(tmp_path):
+    train(tiny(steps=6, **{"train.checkpoint_every": 1}), tmp_path, show_progress=False)
+    folders = sorted(p.name for p in tmp_path.glob("checkpoint-*"))
+    assert folders == ["checkpoint-0000005", "checkpoint-0000006"]  # the last two kept
+    assert (tmp_path / "latest").read_text().strip() == "checkpoint-0000006"
+    assert not list(tmp_path.glob(".*tmp*"))
+    folder = tmp_path / "checkpoint-0000006"
+    assert {p.name for p in folder.iterdir()} == {"model.safetensors", "encoder.safetensors",
+                                                   "optimizer.safetensors", "state.json"}
+    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    assert {"loss", "lr", "samples_per_s", "grad_norm"} <= metrics[0].keys()
+    assert "rankme" in metrics[2] and "rankme" not in metrics[0]
+
+
+def test_incomplete_checkpoint_is_ignored(tmp_path):
+    train(tiny(steps=2, **{"train.checkpoint_every": 1}), tmp_path, show_progress=False)
+    broken = tmp_path / "checkpoint-0000009"  # a crash mid-write leaves no state.json
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes(b"partial")
+    (tmp_path / "latest").unlink()
+    assert checkpoint.latest(tmp_path).name == "checkpoint-0000002"
+
+
+def test_load_returns_the_eval_encoder(tmp_path):
+    method = train(tiny(steps=2), tmp_path, show_progress=False)
+    encoder = jepalab.load(tmp_path)
+    images = torch.randn(2, 3, 16, 16)
+    target = method.eval_encoder().eval()
+    assert torch.allclose(encoder(images), target(images))
+    file = checkpoint.latest(tmp_path) / "encoder.safetensors"
+    assert torch.allclose(jepalab.load(file).features(images), target.features(images))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        jepalab.load(tmp_path / "empty")
+
+
+def test_sigint_stops_with_a_checkpoint_and_resume_completes(tmp_path):
+    overrides = TINY + ["train.steps=400", "train.checkpoint_every=1000", "train.monitor_every=0"]
+    reference = tmp_path / "reference"
+    command = [sys.executable, "-m", "jepalab.cli", "train", "ijepa-shapes", *overrides,
+               "--quiet"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    process = subprocess.Popen(command + [f"train.run_dir={tmp_path / 'run'}"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or
+                                      len(metrics.read_text().splitlines()) < 5):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert "resume=" in output
+    stopped_at = json.loads((checkpoint.latest(tmp_path / "run") / "state.json").read_text())
+    assert 5 <= stopped_at["step"] < 400
+    done = subprocess.run([sys.executable, "-m", "jepalab.cli", "train",
+                           f"resume={tmp_path / 'run'}", "--quiet"], env=env, text=True,
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    train(load_config("ijepa-shapes", overrides), reference, show_progress=False)
+    assert_same(weights(checkpoint.latest(reference)),
+                weights(checkpoint.latest(tmp_path / "run")))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, port, run_dir, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2",
+                      RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    method = train(tiny(steps=4), run_dir, show_progress=False)
+    state = {k: v.clone() for k, v in method.state_dict().items()}
+    torch.save(state, os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+def test_two_process_ddp_on_cpu_keeps_ranks_in_sync(tmp_path):
+    mp.start_processes(_ddp_worker, args=(_free_port(), str(tmp_path / "run"), str(tmp_path)),
+                       nprocs=2, start_method="spawn")
+    rank0 = torch.load(tmp_path / "rank0.pt")
+    rank1 = torch.load(tmp_path / "rank1.pt")
+    assert_same(rank0, rank1)
+    saved = weights(checkpoint.latest(tmp_path / "run"))
+    assert_same({k: v for k, v in rank0.items()}, saved)
+    initial = tiny(steps=4)
+    torch.manual_seed(initial.train.seed)
+    from jepalab.train import build_method
+    fresh = build_method(initial, 10).state_dict()
+    assert any(not torch.equal(fresh[k], rank0[k]) for k in fresh)  # it trained

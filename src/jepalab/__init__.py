@@ -16,7 +16,7 @@ def load(path: str | Path):
     from safetensors.torch import load_file
 
     from jepalab import checkpoint
-    from jepalab.nn.vit import ViTSpec, VisionTransformer
+    from jepalab.nn.vit import VisionTransformer, ViTSpec
 
     path = Path(path)
     if path.is_dir():

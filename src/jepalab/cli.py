@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 
-
 def cmd_train(args) -> int:
     from jepalab.config import ConfigError, apply_overrides, from_dict, load_config, recipe_names
     from jepalab.train import Interrupted, train

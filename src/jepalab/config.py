@@ -112,7 +112,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     recipe: str = ""
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         for section in (self.model, self.data, self.optim, self.train):
             section.validate()
         if self.data.image_size % self.model.patch_size:

@@ -42,10 +42,11 @@ def probe_table(result: dict):
                         f"probes fit on {result['probe_train_images']} images, test split")
     for column in ("encoder", "linear top-1", "kNN top-1 (k=20)", "RankMe"):
         table.add_column(column, justify="left" if column == "encoder" else "right")
+    def pct(value, std, seeds):
+        return f"{100 * value:.1f}" + (f" ± {100 * std:.1f}" if seeds > 1 else "")
+
     for row in result["rows"]:
-        def pct(value, std):
-            return f"{100 * value:.1f}" + (f" ± {100 * std:.1f}" if row["seeds"] > 1 else "")
         name = row["name"] + (f" ({row['seeds']} seeds)" if row["seeds"] > 1 else "")
-        table.add_row(name, pct(row["linear"], row["linear_std"]),
-                      pct(row["knn"], row["knn_std"]), f"{row['rankme']:.1f}")
+        table.add_row(name, pct(row["linear"], row["linear_std"], row["seeds"]),
+                      pct(row["knn"], row["knn_std"], row["seeds"]), f"{row['rankme']:.1f}")
     return table

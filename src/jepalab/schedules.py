@@ -15,3 +15,17 @@ def warmup_cosine(step: int, total: int, warmup: int, peak: float, final: float)
     if step < warmup:
         return peak * (step + 1) / warmup
     return cosine((step - warmup) / max(1, total - warmup), peak, final)
+
+
+def apply(optimizer, step: int, total: int, optim) -> tuple[float, float]:
+    """Set lr (warmup + cosine) and weight decay (cosine) of `optimizer` for `step`.
+
+    `optim` is an OptimConfig; groups marked apply_decay=False keep weight decay 0.
+    """
+    lr = warmup_cosine(step, total, optim.warmup_steps, optim.lr, optim.min_lr)
+    weight_decay = cosine(step / max(1, total - 1), optim.weight_decay, optim.weight_decay_end)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        if group.get("apply_decay", True):
+            group["weight_decay"] = weight_decay
+    return lr, weight_decay

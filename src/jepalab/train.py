@@ -104,8 +104,14 @@ class MetricsLog:
 
 
 def progress_bar(enabled: bool, total: int, start: int):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
@@ -150,9 +156,9 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
     `stop_at` ends the run after that step (with a checkpoint), as a stop would; a later
     call with resume=True continues it exactly.
     """
-    run_dir = Path(run_dir)
     device = distributed.pick_device(cfg.train.device)
     world = distributed.init(device)
+    run_dir = Path(distributed.broadcast_object(str(run_dir), world))  # rank 0's choice
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.batch_size % world.size:
@@ -166,10 +172,11 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
     method = build_method(cfg, len(data.classes)).to(device)
     optimizer = torch.optim.AdamW(parameter_groups(method), lr=cfg.optim.lr,
                                   betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
-    start = 0
+    start, elapsed_before = 0, 0.0
     found = checkpoint.latest(run_dir) if resume else None
     if found is not None:
-        start = checkpoint.restore(found, method, optimizer)["step"]
+        state = checkpoint.restore(found, method, optimizer)
+        start, elapsed_before = state["step"], state.get("elapsed_s", 0.0)
     elif resume:
         raise FileNotFoundError(f"resume: no complete checkpoint in {run_dir}")
     model = method
@@ -184,24 +191,22 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
     params = [p for group in optimizer.param_groups for p in group["params"]]
     bar, task = progress_bar(show_progress and world.is_main, total, start)
     step, window_start, window_samples = start, time.perf_counter(), 0
+    began = time.perf_counter()
+
+    def elapsed() -> float:  # training wall time, summed over resumed sessions
+        return elapsed_before + time.perf_counter() - began
 
     def save():
         if world.is_main:
             checkpoint.save(run_dir, step, method, optimizer,
-                            {"config": cfg.to_dict(), "world_size": world.size})
+                            {"config": cfg.to_dict(), "world_size": world.size,
+                             "elapsed_s": elapsed()})
         distributed.barrier(world)
 
     try:
         with bar, StopRequest() as stop:
             while step < end and not stop.requested:
-                lr = schedules.warmup_cosine(step, total, cfg.optim.warmup_steps, cfg.optim.lr,
-                                             cfg.optim.min_lr)
-                weight_decay = schedules.cosine(step / max(1, total - 1), cfg.optim.weight_decay,
-                                                cfg.optim.weight_decay_end)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                    if group["apply_decay"]:
-                        group["weight_decay"] = weight_decay
+                lr, weight_decay = schedules.apply(optimizer, step, total, cfg.optim)
                 torch.manual_seed(cfg.train.seed * 1_000_003 + step * 1009 + world.rank)
                 index = batch_indices(step, len(data.train), cfg.train.batch_size, cfg.train.seed)
                 index = index[world.rank * per_rank:(world.rank + 1) * per_rank]
@@ -223,10 +228,11 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                 window_samples += cfg.train.batch_size
 
                 if step % cfg.train.log_every == 0 or step == end:
-                    elapsed = time.perf_counter() - window_start
+                    window = time.perf_counter() - window_start
                     values = {"loss": out.loss.item(), "lr": lr, "weight_decay": weight_decay,
                               "grad_norm": float(grad_norm),
-                              "samples_per_s": window_samples / max(elapsed, 1e-9), **out.logs}
+                              "samples_per_s": window_samples / max(window, 1e-9),
+                              "elapsed_s": elapsed(), **out.logs}
                     if cfg.train.monitor_every and (step % cfg.train.monitor_every == 0
                                                     or step == total):
                         z = extract_features(method.eval_encoder(), monitor_images,

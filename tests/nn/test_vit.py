@@ -1,7 +1,7 @@
 import torch
 
 from jepalab.nn.predictor import MaskedPredictor
-from jepalab.nn.vit import ARCHS, ViTSpec, VisionTransformer, sincos_2d
+from jepalab.nn.vit import ARCHS, VisionTransformer, ViTSpec, sincos_2d
 
 
 def test_sincos_positions_by_hand():

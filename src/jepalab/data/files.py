@@ -189,7 +189,8 @@ def load_cifar(path, *, image_size: int, seed: int = 0) -> ImageData:
         kind = "CIFAR-10" if cifar10 else "CIFAR-100"
         raise DataError(
             f"{str(folder)!r} is missing {kind} file(s) {', '.join(missing)}; a CIFAR-10 folder "
-            f"must contain {', '.join(CIFAR10_FILES)}, a CIFAR-100 folder {', '.join(CIFAR100_FILES)}")
+            f"must contain {', '.join(CIFAR10_FILES)}, a CIFAR-100 folder "
+            f"{', '.join(CIFAR100_FILES)}")
     meta_file = folder / ("batches.meta" if cifar10 else "meta")
     names_key, label_key = ("label_names", "labels") if cifar10 else ("fine_label_names",
                                                                       "fine_labels")

@@ -164,7 +164,8 @@ def load_shapes(image_size: int = 32, seed: int = 0, num_train: int | None = Non
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {}
         for k, split in zip(names, splits):
-            arrays[f"{k}_images"], arrays[f"{k}_labels"] = split.images.numpy(), split.labels.numpy()
+            arrays[f"{k}_images"] = split.images.numpy()
+            arrays[f"{k}_labels"] = split.labels.numpy()
         temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(temporary, **arrays)
         os.replace(temporary, path)

@@ -20,7 +20,7 @@ from jepalab.data.images import ImageData
 from jepalab.eval.collapse import rankme
 from jepalab.eval.probes import extract_features, knn, linear_probe, pixel_features
 from jepalab.methods import method_module
-from jepalab.nn.vit import ViTSpec, VisionTransformer
+from jepalab.nn.vit import VisionTransformer, ViTSpec
 
 PROBE_TRAIN = 10000  # training images the probes fit on (the split's first ones)
 

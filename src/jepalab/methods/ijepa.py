@@ -22,7 +22,7 @@ from jepalab.data.views import CropFlip
 from jepalab.methods import StepOutput
 from jepalab.nn.ema import ema_momentum, ema_update
 from jepalab.nn.predictor import MaskedPredictor
-from jepalab.nn.vit import ViTSpec, VisionTransformer, gather_tokens
+from jepalab.nn.vit import VisionTransformer, ViTSpec, gather_tokens
 
 
 @dataclass
@@ -43,7 +43,8 @@ class Config:
 
     def validate(self) -> None:
         if self.loss not in losses.LATENT_LOSSES:
-            raise ValueError(f"method.loss must be one of {losses.LATENT_LOSSES}, got {self.loss!r}")
+            raise ValueError(f"method.loss must be one of {losses.LATENT_LOSSES}, "
+                             f"got {self.loss!r}")
         if not 0.0 <= self.ema_start <= self.ema_end <= 1.0:
             raise ValueError("method.ema_start and method.ema_end need 0 <= start <= end <= 1, got "
                              f"{self.ema_start}, {self.ema_end}")

@@ -13,6 +13,5 @@ def ema_momentum(progress: float, start: float, end: float) -> float:
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
     """target <- momentum * target + (1 - momentum) * online, parameter by parameter."""
-    target_params = [p for p in target.parameters()]
-    online_params = [p.detach() for p in online.parameters()]
-    torch._foreach_lerp_(target_params, online_params, 1.0 - momentum)
+    for teacher, student in zip(target.parameters(), online.parameters(), strict=True):
+        teacher.lerp_(student.detach(), 1.0 - momentum)

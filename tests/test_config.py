@@ -21,6 +21,10 @@ def test_int_given_where_float_expected_is_accepted():
     assert load_config("ijepa-shapes", ["optim.lr=1"]).optim.lr == 1.0
 
 
+def test_exponent_without_dot_is_a_float():  # YAML 1.1 would leave "3e-3" a string
+    assert load_config("ijepa-shapes", ["optim.lr=3e-3"]).optim.lr == 0.003
+
+
 @pytest.mark.parametrize("override, words", [
     ("train.stpes=5", ["train.stpes", "did you mean 'steps'"]),
     ("trian.steps=5", ["'trian'", "did you mean 'train'"]),

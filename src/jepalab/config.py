@@ -168,6 +168,11 @@ def _coerce(key: str, value, annotation):
             raise ConfigError(f"{key} must be a list of {len(item_types)} numbers like "
                               f"[0.1, 0.2], got {value!r}")
         return tuple(_coerce(key, v, t) for v, t in zip(value, item_types))
+    if annotation is float and isinstance(value, str):  # YAML 1.1 reads 3e-3 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if annotation in (int, str, bool) and type(value) is annotation:

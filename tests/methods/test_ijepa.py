@@ -69,3 +69,17 @@ def test_short_run_beats_random_init(tmp_path):
     margin = max(3 * random.linear_std, 0.03)
     assert learned.linear > random.linear + margin, (learned, random)
     assert learned.rankme > 2.0  # not collapsed
+
+
+@pytest.mark.slow
+def test_shapes_recipe_reaches_fifteen_points_over_random_init(tmp_path):
+    """The ijepa-shapes recipe (about an hour on 2 CPU cores): linear probe at least 15 points
+    above the random-init encoder's, and no collapse."""
+    from jepalab.eval.baselines import probe_run
+
+    cfg = load_config("ijepa-shapes", [f"train.run_dir={tmp_path}"])
+    train(cfg, tmp_path, show_progress=False)
+    rows = {row["name"]: row for row in probe_run(tmp_path, seeds=3,
+                                                   train_ceiling_if_missing=False)["rows"]}
+    assert rows["ijepa"]["linear"] >= rows["random init"]["linear"] + 0.15, rows
+    assert rows["ijepa"]["rankme"] > 10

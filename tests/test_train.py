@@ -153,3 +153,15 @@ def test_two_process_ddp_on_cpu_keeps_ranks_in_sync(tmp_path):
     from jepalab.train import build_method
     fresh = build_method(initial, 10).state_dict()
     assert any(not torch.equal(fresh[k], rank0[k]) for k in fresh)  # it trained
+
+
+def test_ensure_trained_finishes_a_stopped_run_and_skips_a_finished_one(tmp_path):
+    from jepalab.train import ensure_trained
+
+    cfg = tiny(steps=4)
+    train(cfg, tmp_path, show_progress=False, stop_at=2)
+    ensure_trained(cfg, tmp_path, show_progress=False)
+    assert checkpoint.step_of(checkpoint.latest(tmp_path)) == 4
+    before = (checkpoint.latest(tmp_path) / "state.json").stat().st_mtime_ns
+    ensure_trained(cfg, tmp_path, show_progress=False)  # finished: nothing is retrained
+    assert (checkpoint.latest(tmp_path) / "state.json").stat().st_mtime_ns == before

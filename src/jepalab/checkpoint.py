@@ -116,6 +116,11 @@ def latest(run_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
+def step_of(folder: Path) -> int:
+    """The training step a complete checkpoint folder was written at."""
+    return json.loads((Path(folder) / "state.json").read_text())["step"]
+
+
 def _load(file: Path) -> dict:
     try:
         return load_file(file)

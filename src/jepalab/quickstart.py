@@ -15,7 +15,7 @@ from jepalab import checkpoint
 from jepalab.config import load_config
 from jepalab.eval.baselines import probe_run
 from jepalab.report import plot_curves, probe_table
-from jepalab.train import train
+from jepalab.train import ensure_trained
 
 RECIPE = "ijepa-quickstart"
 
@@ -26,9 +26,7 @@ def quickstart(out: Path, show_progress: bool = True) -> dict:
     cfg = load_config(RECIPE)
     console.print(f"[bold]1/2[/bold] training I-JEPA ({RECIPE}: {cfg.model.arch}, "
                   f"{cfg.train.steps} steps of {cfg.train.batch_size}) into {run_dir}")
-    if checkpoint.latest(run_dir) is None or _unfinished(run_dir, cfg.train.steps):
-        train(cfg, run_dir, resume=checkpoint.latest(run_dir) is not None,
-              show_progress=show_progress)
+    ensure_trained(cfg, run_dir, show_progress)
     console.print("[bold]2/2[/bold] probing it beside random init, raw pixels and the "
                   "same-budget supervised ceiling")
     result = probe_run(run_dir, show_progress=show_progress)
@@ -45,9 +43,3 @@ def quickstart(out: Path, show_progress: bool = True) -> dict:
                   f"load the encoder: jepalab.load({str(run_dir)!r})")
     return result
 
-
-def _unfinished(run_dir: Path, steps: int) -> bool:
-    import json
-
-    state = json.loads((checkpoint.latest(run_dir) / "state.json").read_text())
-    return state["step"] < steps

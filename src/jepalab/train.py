@@ -251,3 +251,13 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         log.close()
         distributed.cleanup(world)
     return method
+
+
+def ensure_trained(cfg: Config, run_dir: str | Path, show_progress: bool = True) -> Path:
+    """Make sure `run_dir` holds `cfg` trained to its last step: train it if it has no
+    checkpoint, resume it if it stopped early, leave it alone if it is finished."""
+    run_dir = Path(run_dir)
+    found = checkpoint.latest(run_dir)
+    if found is None or checkpoint.step_of(found) < cfg.train.steps:
+        train(cfg, run_dir, resume=found is not None, show_progress=show_progress)
+    return run_dir

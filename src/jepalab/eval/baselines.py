@@ -92,14 +92,10 @@ def ceiling_config(cfg: Config) -> Config:
 
 
 def train_ceiling(cfg: Config, run_dir: Path, show_progress: bool = True) -> Path:
-    from jepalab.train import train
+    """Train (or finish) the run's supervised ceiling in RUN_DIR/ceiling."""
+    from jepalab.train import ensure_trained
 
-    ceiling_dir = Path(run_dir) / "ceiling"
-    if checkpoint.latest(ceiling_dir) is None:
-        ceiling_cfg = ceiling_config(cfg)
-        train(ceiling_cfg, ceiling_dir, resume=(ceiling_dir / "config.json").exists()
-              and checkpoint.latest(ceiling_dir) is not None, show_progress=show_progress)
-    return ceiling_dir
+    return ensure_trained(ceiling_config(cfg), Path(run_dir) / "ceiling", show_progress)
 
 
 def probe_run(run_dir: str | Path, *, ceiling_dir: str | Path | None = None, seeds: int = 3,

@@ -34,3 +34,19 @@ def jepa_latent(prediction: torch.Tensor, target: torch.Tensor, *,
     if kind == "l2":
         return F.mse_loss(prediction, target)
     raise ValueError(f"jepa_latent: kind must be one of {LATENT_LOSSES}, got {kind!r}")
+
+
+def imax(a: torch.Tensor, b: torch.Tensor, *, eps: float = 1e-6) -> torch.Tensor:
+    """IMAX (Becker & Hinton 1992, Eq. 2), returned negated so that minimising maximises it.
+
+    a, b: (N,) or (N, K), the outputs of two modules that see neighbouring inputs (K pairs
+    of modules at once). Assuming a and b are noisy versions of one common signal,
+    I = 0.5 * log(var(a + b) / var(a - b)); the result is -I, averaged over the K pairs.
+    Variances are over the batch (biased), `eps` keeps them positive.
+    """
+    _same_shape("imax", a, b)
+    if a.shape[0] < 2:
+        raise ValueError(f"imax needs at least 2 samples to estimate variances, got {a.shape[0]}")
+    summed = (a + b).var(dim=0, unbiased=False) + eps
+    differ = (a - b).var(dim=0, unbiased=False) + eps
+    return -(0.5 * torch.log(summed / differ)).mean()

@@ -50,3 +50,230 @@ def imax(a: torch.Tensor, b: torch.Tensor, *, eps: float = 1e-6) -> torch.Tensor
     summed = (a + b).var(dim=0, unbiased=False) + eps
     differ = (a - b).var(dim=0, unbiased=False) + eps
     return -(0.5 * torch.log(summed / differ)).mean()
+
+
+def info_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor | None = None,
+             *, temperature: float = 1.0) -> torch.Tensor:
+    """InfoNCE (van den Oord et al. 2018, Eq. 4): cross-entropy of picking the positive.
+
+    query, positive: (N, D); the score of a pair is their dot product / temperature (CPC's
+    log-bilinear score: pass W c as the query; for cosine scores normalise both first).
+    negatives None: every other row of `positive` is a negative for a query (N-way,
+    in-batch, as CPC and MoCo v3). negatives (K, D): a shared bank (MoCo v2's queue), the
+    positive sits at index 0 of K+1 candidates.
+    L = -mean_i log( exp(q_i.k_i / t) / sum_j exp(q_i.k_j / t) ).
+    """
+    _same_shape("info_nce", query, positive)
+    if query.ndim != 2:
+        raise ValueError(f"info_nce expects (N, D) tensors, got {tuple(query.shape)}")
+    if negatives is None:
+        logits = query @ positive.T / temperature
+        labels = torch.arange(len(query), device=query.device)
+    else:
+        if negatives.ndim != 2 or negatives.shape[1] != query.shape[1]:
+            raise ValueError(f"info_nce: negatives must be (K, {query.shape[1]}), "
+                             f"got {tuple(negatives.shape)}")
+        logits = torch.cat([(query * positive).sum(1, keepdim=True), query @ negatives.T], 1)
+        logits = logits / temperature
+        labels = torch.zeros(len(query), dtype=torch.long, device=query.device)
+    return F.cross_entropy(logits, labels)
+
+
+def ntxent(z1: torch.Tensor, z2: torch.Tensor, *, temperature: float = 0.5) -> torch.Tensor:
+    """NT-Xent (Chen et al. 2020, SimCLR Eq. 1), averaged over all 2N anchors.
+
+    z1, z2: (N, D) projections of two views of the same N images. With z the 2N
+    L2-normalised rows, sim = z z^T / temperature, each anchor's positive is its other
+    view and its 2N - 2 negatives are all other rows (itself excluded):
+    l(i, j) = -log( exp(sim_ij) / sum_{k != i} exp(sim_ik) ).
+    """
+    _same_shape("ntxent", z1, z2)
+    n = len(z1)
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.T / temperature
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    labels = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(sim, labels)
+
+
+def _standardise_batch(z: torch.Tensor, eps: float) -> torch.Tensor:
+    """Per-dimension (z - mean) / std over the batch, biased std: BatchNorm without affine."""
+    return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
+
+
+def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, *, lambd: float = 5e-3,
+                 eps: float = 1e-5) -> torch.Tensor:
+    """Barlow Twins (Zbontar et al. 2021, Eq. 1-2).
+
+    z1, z2: (N, D). Each is standardised over the batch (BatchNorm without affine), the
+    cross-correlation is C = z1^T z2 / N (D, D), and
+    L = sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2.
+    """
+    _same_shape("barlow_twins", z1, z2)
+    c = _standardise_batch(z1, eps).T @ _standardise_batch(z2, eps) / len(z1)
+    on_diagonal = (torch.diagonal(c) - 1).pow(2).sum()
+    off_diagonal = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+    return on_diagonal + lambd * off_diagonal
+
+
+def vicreg(z1: torch.Tensor, z2: torch.Tensor, *, sim_coeff: float = 25.0,
+           std_coeff: float = 25.0, cov_coeff: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
+    """VICReg (Bardes et al. 2022, Eq. 1-6) with lambda=25, mu=25, nu=1, gamma=1.
+
+    z1, z2: (N, D) expander outputs.
+      invariance s = mean squared error between z1 and z2;
+      variance   v(Z) = mean_j max(0, 1 - sqrt(Var(Z_j) + eps)), averaged over the branches;
+      covariance c(Z) = sum_{i != j} Cov(Z)_ij^2 / D (unbiased covariance), summed over them.
+    L = sim_coeff * s + std_coeff * (v(z1) + v(z2)) / 2 + cov_coeff * (c(z1) + c(z2)).
+    """
+    _same_shape("vicreg", z1, z2)
+    n, d = z1.shape
+    if n < 2:
+        raise ValueError(f"vicreg needs at least 2 samples for variances, got {n}")
+    invariance = F.mse_loss(z1, z2)
+    variance = covariance = 0.0
+    for z in (z1, z2):
+        variance = variance + F.relu(1 - torch.sqrt(z.var(0) + eps)).mean() / 2
+        centred = z - z.mean(0)
+        cov = centred.T @ centred / (n - 1)
+        covariance = covariance + (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
+    return sim_coeff * invariance + std_coeff * variance + cov_coeff * covariance
+
+
+def byol(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BYOL (Grill et al. 2020, Eq. 2): ||q/||q|| - z/||z|| ||^2 = 2 - 2 cos(q, z), batch mean.
+
+    prediction: (N, D) online predictor outputs; target: (N, D) target projections (the
+    caller detaches them: the stop-gradient). Symmetrise by calling it for both views.
+    """
+    _same_shape("byol", prediction, target)
+    return (2 - 2 * F.cosine_similarity(prediction, target, dim=-1)).mean()
+
+
+def dino(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor, *,
+         student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
+    """DINO (Caron et al. 2021, Eq. 1-3): cross-entropy from the centred, sharpened teacher.
+
+    student: (Vs, N, K) head logits of all crops; teacher: (Vt, N, K) logits of the global
+    crops, which are the first Vt of the student's crops; center: (K,).
+    P_t = softmax((teacher - center) / teacher_temp) (no gradient),
+    P_s = softmax(student / student_temp),
+    L = mean over pairs (t, s) with s != t of mean_n  -sum_k P_t log P_s.
+    """
+    if student.ndim != 3 or teacher.ndim != 3 or student.shape[1:] != teacher.shape[1:]:
+        raise ValueError(f"dino expects student (Vs, N, K) and teacher (Vt, N, K), got "
+                         f"{tuple(student.shape)} and {tuple(teacher.shape)}")
+    if teacher.shape[0] > student.shape[0]:
+        raise ValueError("dino: the teacher's views must be among the student's")
+    targets = F.softmax((teacher - center) / teacher_temp, dim=-1).detach()
+    log_probs = F.log_softmax(student / student_temp, dim=-1)
+    total, terms = 0.0, 0
+    for t in range(len(targets)):
+        for s in range(len(log_probs)):
+            if s != t:
+                total = total - (targets[t] * log_probs[s]).sum(-1).mean()
+                terms += 1
+    return total / terms
+
+
+def mae_pixel(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *,
+              norm_pix: bool = True, eps: float = 1e-6) -> torch.Tensor:
+    """MAE's reconstruction loss (He et al. 2022, Sec. 3): MSE on the masked patches only.
+
+    prediction, target: (B, N, P) per-patch pixels (P = patch^2 * channels); mask: (B, N),
+    1 where the patch was removed. With norm_pix each target patch is normalised by its own
+    mean and (unbiased) variance: (t - mean) / sqrt(var + eps).
+    L = sum_{b,n} mask * mean_p (pred - t)^2 / sum mask.
+    """
+    _same_shape("mae_pixel", prediction, target)
+    if mask.shape != prediction.shape[:2]:
+        raise ValueError(f"mae_pixel: mask must be {tuple(prediction.shape[:2])}, "
+                         f"got {tuple(mask.shape)}")
+    if norm_pix:
+        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+        target = (target - mean) / torch.sqrt(var + eps)
+    per_patch = (prediction - target).pow(2).mean(-1)
+    mask = mask.to(per_patch.dtype)
+    return (per_patch * mask).sum() / mask.sum().clamp(min=1)
+
+
+def _world_mean(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean of `x` over processes (differentiable all-reduce), and the world size."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x, 1
+    from torch.distributed.nn.functional import all_reduce
+
+    world = dist.get_world_size()
+    return all_reduce(x, op=dist.ReduceOp.SUM) / world, world
+
+
+def sigreg_directions(dim: int, num_slices: int = 1024, *, generator: torch.Generator | None = None,
+                      device: str | torch.device = "cpu") -> torch.Tensor:
+    """Unit directions (dim, num_slices), the same on every process (rank 0's under DDP)."""
+    import torch.distributed as dist
+
+    directions = torch.randn(dim, num_slices, generator=generator)
+    directions = (directions / directions.norm(dim=0, keepdim=True)).to(device)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast(directions, src=0)
+    return directions
+
+
+def sigreg(z: torch.Tensor, *, num_slices: int = 1024, knots: int = 17, t_max: float = 3.0,
+           directions: torch.Tensor | None = None,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """SIGReg (Balestriero & LeCun 2025, LeJEPA Sec. 4): sliced Epps-Pulley test that the
+    embeddings are distributed as an isotropic standard Gaussian.
+
+    z: (..., N, D), N samples (leading dims are averaged). Each of M unit directions a
+    (D, M) gives 1D projections x = z a; with the empirical characteristic function
+    phi_N(t) = mean_n exp(i t x_n) and the target phi(t) = exp(-t^2 / 2),
+      EP = N * integral_{-t_max}^{t_max} |phi_N(t) - phi(t)|^2 exp(-t^2 / 2) dt,
+    by the trapezoid rule on `knots` points of [0, t_max] (the integrand is even: weights
+    2 dt inside, dt at the ends). SIGReg = mean of EP over the slices.
+    Under DDP the directions are rank 0's and the ECF means are all-reduced, so N processes
+    on N shards give the value one process gives on all the data (N is then the global count).
+    """
+    if z.ndim < 2:
+        raise ValueError(f"sigreg expects embeddings (..., N, D), got {tuple(z.shape)}")
+    if directions is None:
+        directions = sigreg_directions(z.shape[-1], num_slices, generator=generator,
+                                       device=z.device)
+    if directions.shape[0] != z.shape[-1]:
+        raise ValueError(f"sigreg: directions must be ({z.shape[-1]}, M), "
+                         f"got {tuple(directions.shape)}")
+    t = torch.linspace(0, t_max, knots, device=z.device, dtype=torch.float32)
+    dt = t_max / (knots - 1)
+    weights = torch.full((knots,), 2 * dt, device=z.device)
+    weights[[0, -1]] = dt
+    target = torch.exp(-t.square() / 2)
+    x = (z.float() @ directions.float()).unsqueeze(-1) * t          # (..., N, M, knots)
+    (cos_mean, sin_mean), world = _world_mean(torch.stack([x.cos().mean(-3), x.sin().mean(-3)]))
+    error = (cos_mean - target).square() + sin_mean.square()        # (..., M, knots)
+    statistic = (error * weights * target).sum(-1) * z.shape[-2] * world
+    return statistic.mean()
+
+
+def lejepa(embeddings: torch.Tensor, *, num_global: int = 2, lam: float = 0.05,
+           num_slices: int = 1024, knots: int = 17,
+           generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+    """LeJEPA's objective (Balestriero & LeCun 2025, Eq. 12 and the paper's pseudo-code).
+
+    embeddings: (V, N, D) projections of V views, the first `num_global` the global views.
+    prediction = mean over views, samples, dims of (mean of the global views - view)^2;
+    sigreg = mean over views of SIGReg(view) (one set of directions for all views);
+    L = (1 - lam) * prediction + lam * sigreg. No stop-gradient anywhere.
+    Returns (L, {"prediction": ..., "sigreg": ...}).
+    """
+    if embeddings.ndim != 3 or not 1 <= num_global <= embeddings.shape[0]:
+        raise ValueError(f"lejepa expects (V, N, D) with 1 <= num_global <= V, got "
+                         f"{tuple(embeddings.shape)} and num_global={num_global}")
+    center = embeddings[:num_global].mean(0)
+    prediction = (center - embeddings).square().mean()
+    directions = sigreg_directions(embeddings.shape[-1], num_slices, generator=generator,
+                                   device=embeddings.device)
+    regulariser = sigreg(embeddings, knots=knots, directions=directions)
+    loss = (1 - lam) * prediction + lam * regulariser
+    return loss, {"prediction": float(prediction), "sigreg": float(regulariser)}

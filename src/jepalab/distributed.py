@@ -61,3 +61,19 @@ def barrier(world: World) -> None:
 def cleanup(world: World) -> None:
     if world.size > 1 and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def world_rank() -> int:
+    """This process's rank in the default group (0 outside torch.distributed)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+@torch.no_grad()
+def all_gather_tensor(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate `x` (N, ...) from every process in rank order (no gradient); `x` itself
+    outside torch.distributed. Queues and in-batch negatives see the global batch."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)

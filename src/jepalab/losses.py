@@ -53,23 +53,28 @@ def imax(a: torch.Tensor, b: torch.Tensor, *, eps: float = 1e-6) -> torch.Tensor
 
 
 def info_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor | None = None,
-             *, temperature: float = 1.0) -> torch.Tensor:
+             *, temperature: float = 1.0, offset: int = 0) -> torch.Tensor:
     """InfoNCE (van den Oord et al. 2018, Eq. 4): cross-entropy of picking the positive.
 
     query, positive: (N, D); the score of a pair is their dot product / temperature (CPC's
     log-bilinear score: pass W c as the query; for cosine scores normalise both first).
-    negatives None: every other row of `positive` is a negative for a query (N-way,
-    in-batch, as CPC and MoCo v3). negatives (K, D): a shared bank (MoCo v2's queue), the
-    positive sits at index 0 of K+1 candidates.
+    negatives None: every other row of `positive` is a negative for a query (in-batch, as
+    CPC and MoCo v3); `positive` may then be (M, D), M >= N, the keys of all processes,
+    with query i's positive at row offset + i. negatives (K, D): a shared bank (MoCo v2's
+    queue), the positive sits at index 0 of K+1 candidates.
     L = -mean_i log( exp(q_i.k_i / t) / sum_j exp(q_i.k_j / t) ).
     """
-    _same_shape("info_nce", query, positive)
-    if query.ndim != 2:
-        raise ValueError(f"info_nce expects (N, D) tensors, got {tuple(query.shape)}")
+    if query.ndim != 2 or positive.ndim != 2 or query.shape[1] != positive.shape[1]:
+        raise ValueError(f"info_nce expects (N, D) tensors, got {tuple(query.shape)} and "
+                         f"{tuple(positive.shape)}")
     if negatives is None:
+        if not 0 <= offset <= len(positive) - len(query):
+            raise ValueError(f"info_nce: {len(query)} queries at offset {offset} do not fit "
+                             f"{len(positive)} keys")
         logits = query @ positive.T / temperature
-        labels = torch.arange(len(query), device=query.device)
+        labels = torch.arange(len(query), device=query.device) + offset
     else:
+        _same_shape("info_nce", query, positive)
         if negatives.ndim != 2 or negatives.shape[1] != query.shape[1]:
             raise ValueError(f"info_nce: negatives must be (K, {query.shape[1]}), "
                              f"got {tuple(negatives.shape)}")
@@ -197,11 +202,12 @@ def mae_pixel(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     return (per_patch * mask).sum() / mask.sum().clamp(min=1)
 
 
-def _world_mean(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+def _world_mean(x: torch.Tensor, reduce: bool = True) -> tuple[torch.Tensor, int]:
     """Mean of `x` over processes (differentiable all-reduce), and the world size."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not (reduce and dist.is_available() and dist.is_initialized()) or \
+            dist.get_world_size() == 1:
         return x, 1
     from torch.distributed.nn.functional import all_reduce
 
@@ -222,8 +228,8 @@ def sigreg_directions(dim: int, num_slices: int = 1024, *, generator: torch.Gene
 
 
 def sigreg(z: torch.Tensor, *, num_slices: int = 1024, knots: int = 17, t_max: float = 3.0,
-           directions: torch.Tensor | None = None,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           directions: torch.Tensor | None = None, generator: torch.Generator | None = None,
+           reduce: bool = True) -> torch.Tensor:
     """SIGReg (Balestriero & LeCun 2025, LeJEPA Sec. 4): sliced Epps-Pulley test that the
     embeddings are distributed as an isotropic standard Gaussian.
 
@@ -234,7 +240,8 @@ def sigreg(z: torch.Tensor, *, num_slices: int = 1024, knots: int = 17, t_max: f
     by the trapezoid rule on `knots` points of [0, t_max] (the integrand is even: weights
     2 dt inside, dt at the ends). SIGReg = mean of EP over the slices.
     Under DDP the directions are rank 0's and the ECF means are all-reduced, so N processes
-    on N shards give the value one process gives on all the data (N is then the global count).
+    on N shards give the value one process gives on all the data (N is then the global count);
+    `reduce=False` measures this process's samples alone (pass `directions` then too).
     """
     if z.ndim < 2:
         raise ValueError(f"sigreg expects embeddings (..., N, D), got {tuple(z.shape)}")
@@ -250,7 +257,8 @@ def sigreg(z: torch.Tensor, *, num_slices: int = 1024, knots: int = 17, t_max: f
     weights[[0, -1]] = dt
     target = torch.exp(-t.square() / 2)
     x = (z.float() @ directions.float()).unsqueeze(-1) * t          # (..., N, M, knots)
-    (cos_mean, sin_mean), world = _world_mean(torch.stack([x.cos().mean(-3), x.sin().mean(-3)]))
+    ecf = torch.stack([x.cos().mean(-3), x.sin().mean(-3)])
+    (cos_mean, sin_mean), world = _world_mean(ecf, reduce)
     error = (cos_mean - target).square() + sin_mean.square()        # (..., M, knots)
     statistic = (error * weights * target).sum(-1) * z.shape[-2] * world
     return statistic.mean()
@@ -276,4 +284,4 @@ def lejepa(embeddings: torch.Tensor, *, num_global: int = 2, lam: float = 0.05,
                                    device=embeddings.device)
     regulariser = sigreg(embeddings, knots=knots, directions=directions)
     loss = (1 - lam) * prediction + lam * regulariser
-    return loss, {"prediction": float(prediction), "sigreg": float(regulariser)}
+    return loss, {"prediction": prediction.item(), "sigreg": regulariser.item()}

@@ -15,6 +15,7 @@ import json
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ import torch
 from jepalab import checkpoint, distributed, schedules
 from jepalab.config import Config
 from jepalab.data.images import ImageData, load_images
-from jepalab.eval.collapse import feature_std, rankme
+from jepalab.eval.collapse import CollapseWarning, health
 from jepalab.eval.probes import extract_features
 from jepalab.methods import method_module
 from jepalab.nn.vit import ViTSpec
@@ -144,6 +145,22 @@ class StopRequest(contextlib.AbstractContextManager):
         return False
 
 
+class CollapseWatch:
+    """Warns once per run when the evaluation encoder's RankMe falls below `threshold`."""
+
+    def __init__(self, threshold: float, enabled: bool):
+        self.threshold, self.enabled, self.warned = threshold, enabled, False
+
+    def check(self, step: int, value: float) -> None:
+        if self.warned or not self.enabled or value >= self.threshold:
+            return
+        self.warned = True
+        warnings.warn(CollapseWarning(
+            f"representation collapse at step {step}: RankMe {value:.2f} < "
+            f"train.collapse_rankme {self.threshold} (the embeddings span about "
+            f"{value:.1f} directions); check the method's anti-collapse terms"), stacklevel=2)
+
+
 class Interrupted(Exception):
     """Training stopped on request after a checkpoint; resume continues it."""
 
@@ -192,6 +209,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
     bar, task = progress_bar(show_progress and world.is_main, total, start)
     step, window_start, window_samples = start, time.perf_counter(), 0
     began = time.perf_counter()
+    watch = CollapseWatch(cfg.train.collapse_rankme, world.is_main)
 
     def elapsed() -> float:  # training wall time, summed over resumed sessions
         return elapsed_before + time.perf_counter() - began
@@ -237,7 +255,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                                                     or step == total):
                         z = extract_features(method.eval_encoder(), monitor_images,
                                              device=device)
-                        values.update(rankme=rankme(z), feature_std=feature_std(z))
+                        values.update(health(z))
+                        watch.check(step, values["rankme"])
                     log.write(step, values)
                     bar.update(task, completed=step, status=f"loss {values['loss']:.4f} "
                                f"lr {lr:.2e} {values['samples_per_s']:.0f} samples/s")

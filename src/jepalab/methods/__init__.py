@@ -17,8 +17,20 @@ from types import ModuleType
 import torch
 
 METHODS = {
+    "barlow": "jepalab.methods.barlow",
+    "byol": "jepalab.methods.byol",
+    "cpc": "jepalab.methods.cpc",
+    "dino": "jepalab.methods.dino",
     "ijepa": "jepalab.methods.ijepa",
+    "ijepa-sigreg": "jepalab.methods.ijepa_sigreg",
+    "imax": "jepalab.methods.imax",
+    "lejepa": "jepalab.methods.lejepa",
+    "mae": "jepalab.methods.mae",
+    "mocov2": "jepalab.methods.mocov2",
+    "mocov3": "jepalab.methods.mocov3",
+    "simclr": "jepalab.methods.simclr",
     "supervised": "jepalab.methods.supervised",
+    "vicreg": "jepalab.methods.vicreg",
 }
 
 

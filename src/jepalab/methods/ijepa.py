@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from jepalab import losses, masks
-from jepalab.data.views import CropFlip
+from jepalab.data.views import crop_flip
 from jepalab.methods import StepOutput
 from jepalab.nn.ema import ema_momentum, ema_update
 from jepalab.nn.predictor import MaskedPredictor
@@ -26,7 +26,8 @@ from jepalab.nn.vit import VisionTransformer, ViTSpec, gather_tokens
 
 
 @dataclass
-class Config:
+class MaskedPredictionConfig:
+    """The masks, predictor and view of I-JEPA, shared with its SIGReg variant."""
     predictor_width: int = 96
     predictor_depth: int = 4
     predictor_heads: int = 4
@@ -35,8 +36,6 @@ class Config:
     target_aspect: tuple[float, float] = (0.75, 1.5)
     context_scale: tuple[float, float] = (0.85, 1.0)
     min_keep: int = 10
-    ema_start: float = 0.996
-    ema_end: float = 1.0
     loss: str = "smooth_l1"  # or "l2"
     crop_scale: tuple[float, float] = (0.3, 1.0)
     hflip: bool = False
@@ -45,6 +44,15 @@ class Config:
         if self.loss not in losses.LATENT_LOSSES:
             raise ValueError(f"method.loss must be one of {losses.LATENT_LOSSES}, "
                              f"got {self.loss!r}")
+
+
+@dataclass
+class Config(MaskedPredictionConfig):
+    ema_start: float = 0.996
+    ema_end: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
         if not 0.0 <= self.ema_start <= self.ema_end <= 1.0:
             raise ValueError("method.ema_start and method.ema_end need 0 <= start <= end <= 1, got "
                              f"{self.ema_start}, {self.ema_end}")
@@ -54,7 +62,7 @@ class Method(nn.Module):
     def __init__(self, cfg: Config, spec: ViTSpec, num_classes: int):
         super().__init__()
         self.cfg, self.grid = cfg, spec.grid
-        self.view = CropFlip(spec.image_size, cfg.crop_scale, cfg.hflip)
+        self.view = crop_flip(spec.image_size, cfg.crop_scale, cfg.hflip)
         self.context_encoder = VisionTransformer(spec)
         self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False)
         self.predictor = MaskedPredictor(self.context_encoder.embed_dim, spec.grid,

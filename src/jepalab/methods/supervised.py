@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch.nn as nn
 import torch.nn.functional as F
 
-from jepalab.data.views import CropFlip
+from jepalab.data.views import crop_flip
 from jepalab.methods import StepOutput
 from jepalab.nn.vit import VisionTransformer, ViTSpec
 
@@ -32,7 +32,7 @@ class Method(nn.Module):
     def __init__(self, cfg: Config, spec: ViTSpec, num_classes: int):
         super().__init__()
         self.cfg = cfg
-        self.view = CropFlip(spec.image_size, cfg.crop_scale, cfg.hflip)
+        self.view = crop_flip(spec.image_size, cfg.crop_scale, cfg.hflip)
         self.encoder = VisionTransformer(spec)
         self.head = nn.Linear(self.encoder.embed_dim, num_classes)
 

@@ -25,18 +25,23 @@ ARCHS = {
 }
 
 
-def sincos_2d(embed_dim: int, grid: tuple[int, int]) -> torch.Tensor:
+def sincos_2d(embed_dim: int, grid: tuple[int, int],
+              base_grid: tuple[int, int] | None = None) -> torch.Tensor:
     """Fixed 2D sin-cos position embedding, (H*W, embed_dim), rows in raster order.
 
     Half the channels encode the row, half the column; each half is [sin(p w_k), cos(p w_k)]
-    with w_k = 10000^(-k / (D/4)) as in MAE / I-JEPA.
+    with w_k = 10000^(-k / (D/4)) as in MAE / I-JEPA. With `base_grid`, a grid of another
+    size is spread over the base grid's extent (cell centres aligned, as interpolating a
+    learned table does), so a small multi-crop view covers the same range of positions.
     """
     if embed_dim % 4:
         raise ValueError(f"sin-cos positions need embed_dim divisible by 4, got {embed_dim}")
     quarter = embed_dim // 4
     omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
-    rows, cols = torch.meshgrid(torch.arange(grid[0], dtype=torch.float64),
-                                torch.arange(grid[1], dtype=torch.float64), indexing="ij")
+    base = base_grid or grid
+    axes = [(torch.arange(n, dtype=torch.float64) + 0.5) * (b / n) - 0.5
+            for n, b in zip(grid, base)]
+    rows, cols = torch.meshgrid(*axes, indexing="ij")
     parts = []
     for position in (rows.flatten(), cols.flatten()):
         angle = position[:, None] * omega[None]
@@ -124,6 +129,7 @@ class VisionTransformer(nn.Module):
 
     `forward(images, keep=None)` returns tokens (B, N, D); with `keep` (B, K) indices into
     the raster-ordered patch grid, only those tokens are embedded and encoded (B, K, D).
+    Images of another size than the spec's (multiples of the patch) are accepted.
     `features(images)` is the mean-pooled representation used by probes.
     """
 
@@ -148,8 +154,16 @@ class VisionTransformer(nn.Module):
     def num_patches(self) -> int:
         return self.spec.grid[0] * self.spec.grid[1]
 
+    def positions(self, grid: tuple[int, int]) -> torch.Tensor:
+        """(1, N, D) positions of a grid; another size than the spec's (a multi-crop view)
+        is spread over the spec's extent."""
+        if grid == self.spec.grid:
+            return self.pos_embed
+        return sincos_2d(self.embed_dim, grid, self.spec.grid).to(self.pos_embed)[None]
+
     def forward(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.patch_embed.proj(images).flatten(2).transpose(1, 2) + self.pos_embed
+        x = self.patch_embed.proj(images)
+        x = x.flatten(2).transpose(1, 2) + self.positions(tuple(x.shape[-2:]))
         if keep is not None:
             x = gather_tokens(x, keep)
         for block in self.blocks:

@@ -1,0 +1,47 @@
+"""Heads on top of a backbone's pooled features: MLP projectors / predictors, DINO's head."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2, *, batch_norm: bool = True,
+        last_norm: bool = False, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """`layers` linear layers: (Linear [BN] act) x (layers - 1), then Linear.
+
+    The projectors of SimCLR, MoCo, BYOL, Barlow Twins and VICReg are all this shape with
+    their own widths; `last_norm` appends a BatchNorm without affine (MoCo v3's projector).
+    """
+    if layers < 1:
+        raise ValueError(f"an MLP needs at least one layer, got {layers}")
+    modules, width = [], in_dim
+    for _ in range(layers - 1):
+        modules += [nn.Linear(width, hidden, bias=not batch_norm)]
+        modules += [nn.BatchNorm1d(hidden)] if batch_norm else []
+        modules += [activation()]
+        width = hidden
+    modules.append(nn.Linear(width, out_dim, bias=not last_norm))
+    if last_norm:
+        modules.append(nn.BatchNorm1d(out_dim, affine=False))
+    return nn.Sequential(*modules)
+
+
+class DINOHead(nn.Module):
+    """DINO's head (Caron et al. 2021, Sec. 3.1): a 3-layer GELU MLP to a bottleneck,
+    L2 normalisation, then a weight-normalised linear layer (norm fixed to 1) to K logits."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 2048, bottleneck: int = 256):
+        super().__init__()
+        self.mlp = mlp(in_dim, hidden, bottleneck, layers=3, batch_norm=False,
+                       activation=nn.GELU)
+        self.last_layer = nn.Parameter(torch.empty(out_dim, bottleneck))
+        nn.init.trunc_normal_(self.last_layer, std=0.02)
+        for m in self.mlp:
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(self.mlp(x), dim=-1)
+        return x @ F.normalize(self.last_layer, dim=-1).T

@@ -29,6 +29,10 @@ def load(path: str | Path):
         raise FileNotFoundError(f"{path} does not exist")
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
+    if meta.get("format") == "jepalab-module":
+        raise ValueError(f"{path} holds a {meta.get('class')} encoder, not a ViT; jepalab.load "
+                         "rebuilds ViT encoders only. Build the method from the run's "
+                         "config.json and load the checkpoint's model.safetensors into it")
     if meta.get("format") != "jepalab-vit":
         raise ValueError(f"{path} is not a jepalab encoder file (metadata format "
                          f"{meta.get('format')!r}, expected 'jepalab-vit')")

@@ -3,7 +3,9 @@
 A run directory holds `checkpoint-<step>/` folders and a `latest` file naming the newest
 complete one. Each folder has
   model.safetensors      the method's full state (encoders, predictor, EMA teacher, buffers)
-  encoder.safetensors    the evaluation encoder alone, timm-style names, its spec as metadata
+  encoder.safetensors    the evaluation encoder alone: a ViT with timm-style names and its spec
+                         as metadata (format jepalab-vit), or any other module's weights with
+                         its class name (format jepalab-module), which `jepalab.load` refuses
   optimizer.safetensors  the optimiser's tensors
   state.json             step, optimiser scalars and param groups, RNG state, config
 Nothing is unpickled when loading. Folders are written under a temporary name, fsynced and
@@ -50,7 +52,10 @@ def _contiguous(state: dict) -> dict:
 
 
 def encoder_metadata(encoder: torch.nn.Module) -> dict[str, str]:
-    spec = encoder.spec
+    spec = getattr(encoder, "spec", None)
+    if spec is None:  # not a ViT (e.g. IMAX's row of modules): weights and class name only
+        kind = type(encoder)
+        return {"format": "jepalab-module", "class": f"{kind.__module__}.{kind.__qualname__}"}
     return {"format": "jepalab-vit", "arch": spec.arch, "image_size": str(spec.image_size),
             "patch_size": str(spec.patch_size), "in_chans": str(spec.in_chans)}
 

@@ -8,6 +8,8 @@ CPU can afford; augmentations then run batched (see `views.py`).
 Names understood by `load_images`:
   digits               scikit-learn's bundled handwritten digits (8x8, 10 classes), upsampled
   shapes               procedural shapes with nuisance variation (see `shapes.py`)
+  stereograms          random-dot stereograms of curved surfaces, 1 x image_size strips,
+                       labels = binned disparity (see `stereograms.py`)
   imagefolder:PATH     PATH/<class>/<image> (or PATH/{train,val,test}/<class>/<image>)
   cifar:PATH           CIFAR-10 or CIFAR-100 python-pickle batches in PATH
 """
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-BUILTIN = ("digits", "shapes")
+BUILTIN = ("digits", "shapes", "stereograms")
 FILE_KINDS = ("imagefolder", "cifar")
 
 
@@ -96,6 +98,10 @@ def load_images(name: str, *, image_size: int, seed: int = 0, **kwargs) -> Image
         from jepalab.data.shapes import load_shapes
 
         return load_shapes(image_size=image_size, seed=seed, **kwargs)
+    if kind == "stereograms" and not path:
+        from jepalab.data.stereograms import load_stereograms
+
+        return load_stereograms(image_size=image_size, seed=seed)
     if kind in FILE_KINDS and path:
         from jepalab.data import files
 

@@ -72,6 +72,23 @@ def cmd_quickstart(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from dataclasses import fields
+
+    from jepalab.bench import BenchOptions, parse_methods, run_bench
+    from jepalab.train import Interrupted
+
+    options = BenchOptions(**{f.name: getattr(args, f.name) for f in fields(BenchOptions)})
+    try:
+        run_bench(options)
+    except (Interrupted, KeyboardInterrupt) as stop:
+        print(f"{stop or 'interrupted'}; finished methods are kept and the bench continues "
+              f"where it stopped with:\n  {options.command(parse_methods(args.methods))}",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jepalab", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -90,7 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: train one with the run's budget into RUN_DIR/ceiling)")
     probe.add_argument("--no-ceiling", action="store_true", help="skip the supervised ceiling")
     probe.add_argument("--seeds", type=int, default=3, help="random-init seeds (default 3)")
-    for sub in (quick, train, probe):
+    bench = verbs.add_parser("bench", help="train the self-supervised methods with one "
+                             "backbone, seed and budget; probe each beside random init; write "
+                             "a table, a CSV and a chart")
+    bench.add_argument("--methods", default="", help="comma-separated, e.g. ijepa,simclr "
+                       "(default: every method with a NAME-shapes recipe)")
+    bench.add_argument("--data", default="shapes", help="shapes, digits, imagefolder:PATH or "
+                       "cifar:PATH (default shapes)")
+    bench.add_argument("--budget", type=int, default=200, metavar="STEPS",
+                       help="training steps per method (default 200)")
+    bench.add_argument("--batch-size", type=int, default=128, help="default 128")
+    bench.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    bench.add_argument("--arch", default="vit_nano", help="backbone (default vit_nano)")
+    bench.add_argument("--image-size", type=int, default=32, help="default 32")
+    bench.add_argument("--patch-size", type=int, default=4, help="default 4")
+    bench.add_argument("--out", default="runs/bench", help="output directory (default "
+                       "runs/bench); runs go to OUT/runs/METHOD")
+    bench.add_argument("--ceiling", action="store_true", help="add a supervised model "
+                       "trained for the same budget (one more training run)")
+    for sub in (quick, train, probe, bench):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -106,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     from jepalab.config import ConfigError
     from jepalab.data.images import DataError
 
-    handlers = {"train": cmd_train, "probe": cmd_probe, "quickstart": cmd_quickstart}
+    handlers = {"train": cmd_train, "probe": cmd_probe, "quickstart": cmd_quickstart,
+                "bench": cmd_bench}
     try:
         return handlers[args.verb](args)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError) as e:

@@ -1,0 +1,387 @@
+"""`jepalab bench`: the self-supervised methods side by side on one data set, backbone,
+seed and step budget, each probed (linear, kNN, RankMe) beside a random-init encoder.
+
+Method NAME is recipe `NAME-shapes`, keeping its own `method.*` and `optim.*`; the bench
+forces the shared settings (architecture, patch and image size, data, steps, batch size,
+seed) and caps the warmup at WARMUP_FRACTION of the steps. Each method trains into
+OUT/runs/NAME through `ensure_trained`, so a stopped bench resumes the half-trained method;
+its result row is cached in OUT/runs/NAME/bench_row.json (random init: OUT/random_init.json),
+so running the bench again redoes nothing that is finished. Writes OUT/bench.md, bench.csv
+and bench.png.
+"""
+from __future__ import annotations
+
+import csv
+import gc
+import io
+import json
+import resource
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+import jepalab
+from jepalab import checkpoint, config, distributed
+from jepalab.config import Config, ConfigError
+from jepalab.eval.baselines import PROBE_TRAIN, ceiling_config, probe_encoder, probe_random_init
+from jepalab.nn.vit import ViTSpec
+from jepalab.train import ensure_trained, load_data
+
+SUFFIX = "-shapes"
+WARMUP_FRACTION = 0.1
+FLAG_POINTS = 10.0  # a method less than this many points above random init gets a note
+SEEDS = 3           # random-init seeds
+NOTE = f"below +{FLAG_POINTS:.0f} over random init at this budget"
+COLUMNS = ["method", "linear top-1 %", "kNN top-1 %", "RankMe", "linear vs random init",
+           "samples/s", "peak MiB", "wall s", "note"]
+FLAGS = {"model.arch": "--arch", "model.patch_size": "--patch-size", "data.name": "--data",
+         "data.image_size": "--image-size", "train.steps": "--budget",
+         "train.batch_size": "--batch-size"}
+# bench.csv: column -> row key; accuracies and their spreads in percent, the rest as measured
+CSV_FIELDS = {"method": "name", "linear_top1": "linear", "linear_std": "linear_std",
+              "knn_top1": "knn", "knn_std": "knn_std", "rankme": "rankme",
+              "linear_margin": "linear_margin", "samples_per_s": "samples_per_s",
+              "peak_memory_mib": "peak_memory_mib", "wall_s": "wall_s", "note": "note"}
+PERCENT = ("linear", "linear_std", "knn", "knn_std")
+
+
+@dataclass
+class BenchOptions:
+    methods: str = ""           # comma-separated names; empty: every NAME-shapes recipe
+    data: str = "shapes"
+    budget: int = 200           # training steps, the same for every method
+    batch_size: int = 128
+    seed: int = 0
+    arch: str = "vit_nano"
+    image_size: int = 32
+    patch_size: int = 4
+    out: str = "runs/bench"
+    ceiling: bool = False       # add the supervised model trained for the same budget
+    quiet: bool = False
+
+    def command(self, methods: list[str]) -> str:
+        """The command line that reruns, and so resumes, this bench."""
+        return (f"jepalab bench --methods {','.join(methods)} --data {shlex.quote(self.data)} "
+                f"--budget {self.budget} --batch-size {self.batch_size} --seed {self.seed} "
+                f"--arch {self.arch} --image-size {self.image_size} --patch-size "
+                f"{self.patch_size} --out {shlex.quote(self.out)}" + " --ceiling" * self.ceiling
+                + " --quiet" * self.quiet)
+
+
+def available_methods() -> list[str]:
+    """NAME for every recipe NAME-shapes whose method is not the supervised one."""
+    names = []
+    for recipe in config.recipe_names():
+        if recipe.endswith(SUFFIX):
+            method = config.read_yaml(config.RECIPES_DIR / f"{recipe}.yaml").get("method")
+            if (method or {}).get("name", "ijepa") != "supervised":
+                names.append(recipe[:-len(SUFFIX)])
+    return names
+
+
+def parse_methods(text: str) -> list[str]:
+    valid = available_methods()
+    chosen = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip())) or valid
+    for name in chosen:
+        if name not in valid:
+            raise ConfigError(f"--methods: unknown method {name!r}; valid: {', '.join(valid)}"
+                              f"{config._near(name, valid)}")
+    if not chosen:
+        raise ConfigError(f"--methods: there is no *{SUFFIX} recipe in {config.RECIPES_DIR}")
+    return chosen
+
+
+def check_options(opts: BenchOptions) -> None:
+    """The shared settings, checked as the config would, with the bench's option names."""
+    try:
+        config.ModelConfig(opts.arch, opts.patch_size).validate()
+        config.DataConfig(opts.data, opts.image_size).validate()
+        config.TrainConfig(opts.budget, opts.batch_size).validate()
+        if opts.image_size % opts.patch_size:
+            raise ConfigError(f"data.image_size {opts.image_size} must be a multiple of "
+                              f"model.patch_size {opts.patch_size}")
+    except ConfigError as e:
+        message = str(e)
+        for key, flag in FLAGS.items():
+            message = message.replace(key, flag)
+        raise ConfigError(message) from None
+
+
+def bench_config(raw: dict, recipe: str, opts: BenchOptions, run_dir: Path) -> Config:
+    """The recipe with the bench's shared settings forced and its warmup capped."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    model, data, optim, train = (raw.setdefault(s, {}) for s in ("model", "data", "optim",
+                                                                  "train"))
+    model.update(arch=opts.arch, patch_size=opts.patch_size)
+    data.update(name=opts.data, image_size=opts.image_size, seed=0, num_train=0)
+    warmup = optim.get("warmup_steps", config.OptimConfig.warmup_steps)
+    if isinstance(warmup, int):
+        optim["warmup_steps"] = min(warmup, int(WARMUP_FRACTION * opts.budget))
+    every = train.get("checkpoint_every", config.TrainConfig.checkpoint_every)
+    train.update(steps=opts.budget, batch_size=opts.batch_size, seed=opts.seed,
+                 run_dir=str(run_dir), checkpoint_every=max(1, min(every, opts.budget // 5)))
+    try:
+        return config.from_dict(raw, recipe=recipe)
+    except ConfigError as e:
+        raise ConfigError(f"recipe {recipe}: {e}") from None
+
+
+def method_config(name: str, opts: BenchOptions) -> Config:
+    raw, recipe = config.load_recipe(name + SUFFIX)
+    return bench_config(raw, recipe, opts, Path(opts.out) / "runs" / name)
+
+
+def supervised_config(first: Config, opts: BenchOptions) -> Config:
+    """The ceiling: the supervised method with the first method's shared settings and
+    optimiser (as `jepalab probe` trains it), in OUT/runs/supervised."""
+    ceiling = ceiling_config(first)
+    ceiling.train = replace(first.train, run_dir=str(Path(opts.out) / "runs" / "supervised"))
+    return ceiling
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict)
+                   else {prefix + key: value})
+    return out
+
+
+def check_run_dir(cfg: Config) -> None:
+    """Refuse to resume or reuse a run that was trained with other settings."""
+    run_dir = Path(cfg.train.run_dir)
+    if checkpoint.latest(run_dir) is None or not (run_dir / "config.json").exists():
+        return
+    old, new = _flat(json.loads((run_dir / "config.json").read_text())), _flat(cfg.to_dict())
+    changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys())
+               if old.get(k) != new.get(k)]
+    if changed:
+        raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(changed[:4])})"
+                          "; choose another --out or delete that directory")
+
+
+def reset_peak_memory(device: torch.device) -> str:
+    """Start a peak-memory measurement; return what it measures (for the table's footer)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return "CUDA max_memory_allocated, reset before each method"
+    try:  # Linux: "5" resets the process's resident-memory high-water mark, VmHWM
+        Path("/proc/self/clear_refs").write_text("5")
+        return "peak resident memory of the process (VmHWM), reset before each method"
+    except OSError:
+        return "peak resident memory of the process since it started (ru_maxrss; not reset)"
+
+
+def read_peak_memory(device: torch.device, measure: str) -> float:
+    """MiB since `reset_peak_memory`."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    if "VmHWM" in measure:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB (bytes on macOS)
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _finished(cfg: Config) -> bool:
+    found = checkpoint.latest(Path(cfg.train.run_dir))
+    return found is not None and checkpoint.step_of(found) >= cfg.train.steps
+
+
+def bench_method(label: str, cfg: Config, data, log, progress: bool) -> dict:
+    """Train (or resume, or skip) and probe one method; cache its row in its run dir."""
+    run_dir, device = Path(cfg.train.run_dir), distributed.pick_device(cfg.train.device)
+    path = run_dir / "bench_row.json"
+    cache = _read(path)
+    if cache.get("config") != cfg.to_dict() or not _finished(cfg):
+        cache = {"config": cfg.to_dict()}
+    if "row" in cache:
+        log(f"done in an earlier bench; row read from {path}")
+        return cache["row"]
+    if "memory_measure" not in cache and _finished(cfg):  # trained, but not by this bench
+        log("already trained; its peak memory was not measured")
+        cache.update(peak_memory_mib=None, memory_measure=None)
+    if "memory_measure" not in cache:
+        found = checkpoint.latest(run_dir)
+        log(f"training {cfg.train.steps} steps of {cfg.train.batch_size}, warmup "
+            f"{cfg.optim.warmup_steps}" + (f", resuming after step {checkpoint.step_of(found)}"
+                                           if found else "") + " ...")
+        measure = reset_peak_memory(device)
+        ensure_trained(cfg, run_dir, progress)
+        cache.update(peak_memory_mib=read_peak_memory(device, measure), memory_measure=measure)
+        checkpoint.atomic_write_text(path, json.dumps(cache, indent=1))
+    log("probing ...")
+    began = time.perf_counter()
+    probe = probe_encoder(label, jepalab.load(run_dir).to(device), data, device)
+    train_s = json.loads((checkpoint.latest(run_dir) / "state.json").read_text())["elapsed_s"]
+    cache["row"] = {**asdict(probe), "peak_memory_mib": cache["peak_memory_mib"],
+                    "memory_measure": cache["memory_measure"],
+                    "samples_per_s": cfg.train.steps * cfg.train.batch_size / max(train_s, 1e-9),
+                    "wall_s": train_s + time.perf_counter() - began}
+    checkpoint.atomic_write_text(path, json.dumps(cache, indent=1))
+    return cache["row"]
+
+
+def random_init_row(cfg: Config, data, out: Path, log) -> dict:
+    settings = {"model": asdict(cfg.model), "data": asdict(cfg.data), "seeds": SEEDS}
+    cached = _read(out / "random_init.json")
+    if cached.get("settings") == settings:
+        log(f"random init: probed in an earlier bench; row read from {out / 'random_init.json'}")
+        return cached["row"]
+    log(f"random init: probing {SEEDS} encoders ...")
+    began, device = time.perf_counter(), distributed.pick_device(cfg.train.device)
+    spec = ViTSpec(cfg.model.arch, cfg.data.image_size, cfg.model.patch_size)
+    probe = probe_random_init(spec, data, SEEDS, device)
+    row = {**asdict(probe), "name": f"random init ({SEEDS} seed{'s' * (SEEDS > 1)})",
+           "wall_s": time.perf_counter() - began}
+    checkpoint.atomic_write_text(out / "random_init.json",
+                                 json.dumps({"settings": settings, "row": row}, indent=1))
+    return row
+
+
+def run_bench(opts: BenchOptions) -> list[dict]:
+    """Train and probe every chosen method; write bench.md, bench.csv and bench.png."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    check_options(opts)
+    names = parse_methods(opts.methods)
+    configs = {name: method_config(name, opts) for name in names}
+    if opts.ceiling:
+        configs["supervised (ceiling)"] = supervised_config(configs[names[0]], opts)
+    for cfg in configs.values():  # every refusal comes before any work starts
+        check_run_dir(cfg)
+    out, first = Path(opts.out), configs[names[0]]
+    out.mkdir(parents=True, exist_ok=True)
+    device = distributed.pick_device(first.train.device)
+    console.print(f"bench: {', '.join(configs)} · {opts.data} · {opts.arch} · {opts.budget} "
+                  f"steps of {opts.batch_size} · seed {opts.seed} · {device} → {out}")
+    data = load_data(first)
+    random, rows, total = random_init_row(first, data, out, console.print), [], len(configs)
+    for i, (label, cfg) in enumerate(configs.items(), 1):
+        def log(text, prefix=f"[{i}/{total}] {label}: "):
+            console.print(prefix + text)
+
+        try:
+            row = {**bench_method(label, cfg, data, log, not opts.quiet)}
+        except FloatingPointError as e:  # a diverged method is a result, not a crash
+            log(f"training failed: {e}")
+            rows.append({"name": label, "note": f"training failed: {e}"})
+            continue
+        row["linear_margin"] = 100 * (row["linear"] - random["linear"])
+        row["note"] = NOTE if row["linear_margin"] < FLAG_POINTS else ""
+        rows.append(row)
+        log(f"linear {100 * row['linear']:.1f}% ({row['linear_margin']:+.1f} points over random"
+            f" init), kNN {100 * row['knn']:.1f}%, {row['samples_per_s']:.0f} samples/s")
+    rows.append({**random, "note": ""})
+    title = (f"{opts.data} · {opts.arch} (patch {opts.patch_size}, {opts.image_size}px) · "
+             f"{opts.budget} steps x {opts.batch_size} · seed {opts.seed}")
+    notes = footer(rows, configs, min(PROBE_TRAIN, len(data.train)))
+    write_outputs(out, rows, title, notes, device, opts.command(names))
+    console.print(table(rows, title, notes))
+    console.print(f"wrote {out / 'bench.md'}, {out / 'bench.csv'} and {out / 'bench.png'}")
+    return rows
+
+
+def footer(rows: list[dict], configs: dict, probe_images: int) -> list[str]:
+    lines = [f"Probes fit on {probe_images} training images, reported on the test split; "
+             "linear: softmax regression, lr x weight decay picked on val; kNN: k=20, cosine.",
+             "samples/s: steps x batch / training-loop time; wall: training loop (summed over "
+             "resumed sessions) + probing."]
+    lines += [f"Peak memory: {m}." for m in dict.fromkeys(r["memory_measure"] for r in rows
+                                                          if r.get("memory_measure"))]
+    lines.append(f"Warmup steps (each recipe's, capped at {WARMUP_FRACTION:.0%} of the budget): "
+                 + ", ".join(f"{name} {cfg.optim.warmup_steps}" for name, cfg in configs.items())
+                 + ".")
+    if "supervised (ceiling)" in configs:
+        lines.append("supervised (ceiling): the same backbone trained with labels for the same "
+                     f"budget, with the optimiser settings of {next(iter(configs))}.")
+    return lines
+
+
+def cells(row: dict) -> list[str]:
+    def pct(key):
+        if row.get(key) is None:
+            return ""
+        spread = f" ± {100 * row[key + '_std']:.1f}" if row.get("seeds", 1) > 1 else ""
+        return f"{100 * row[key]:.1f}{spread}"
+
+    def number(key, spec):
+        return "" if row.get(key) is None else format(row[key], spec)
+
+    return [row["name"], pct("linear"), pct("knn"), number("rankme", ".1f"),
+            number("linear_margin", "+.1f"), number("samples_per_s", ".0f"),
+            number("peak_memory_mib", ".0f"), number("wall_s", ".1f"), row["note"]]
+
+
+def table(rows: list[dict], title: str, notes: list[str]):
+    from rich.table import Table
+
+    result = Table(title=title, caption="\n".join(notes), caption_justify="left")
+    for column in COLUMNS:
+        result.add_column(column, justify="left" if column in ("method", "note") else "right")
+    for row in rows:
+        result.add_row(*cells(row))
+    return result
+
+
+def write_outputs(out: Path, rows: list[dict], title: str, notes: list[str],
+                  device: torch.device, command: str) -> None:
+    threads = torch.get_num_threads()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"{threads} torch thread{'s' * (threads > 1)}"
+    lines = ["# jepalab bench", "", f"{title} · {time.strftime('%Y-%m-%d %H:%M')} · torch "
+             f"{torch.__version__} · {device} ({name})", "", f"`{command}`", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells(row)) + " |" for row in rows]
+    checkpoint.atomic_write_text(out / "bench.md", "\n".join(lines + [""] + notes) + "\n")
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for row in rows:
+        writer.writerow([_csv(row, key) for key in CSV_FIELDS.values()])
+    checkpoint.atomic_write_text(out / "bench.csv", text.getvalue())
+    plot(rows, title, out / "bench.png")
+
+
+def _csv(row: dict, key: str):
+    value = row.get(key)
+    if key.endswith("_std") and row.get("seeds", 1) == 1:  # one measurement: no spread
+        return ""
+    if not isinstance(value, float):
+        return "" if value is None else value
+    return round((100 if key in PERCENT else 1) * value, 3)
+
+
+def plot(rows: list[dict], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods, random = rows[:-1], rows[-1]
+    x, width = range(len(methods)), 0.38
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(methods) + 3), 3.8))
+    for shift, key, label, color in ((-1, "linear", "linear top-1", "C0"),
+                                     (1, "knn", "kNN top-1", "C1")):
+        ax.bar([i + shift * width / 2 for i in x], [100 * (r.get(key) or 0) for r in methods],
+               width, label=label, color=color)
+    ax.axhline(100 * random["linear"], color="C0", linestyle="--", label="random init, linear")
+    ax.axhline(100 * random["knn"], color="C1", linestyle=":", label="random init, kNN")
+    ax.set_xticks(list(x), [r["name"] for r in methods], rotation=30, ha="right")
+    ax.set(ylabel="top-1 (%)", title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -58,7 +58,7 @@ def test_resume_after_stop_matches_uninterrupted(tmp_path):
                 load_file(parts / "optimizer.safetensors"))
     # the metrics log has each step once, as if never stopped
     steps = [json.loads(line)["step"] for line in (tmp_path / "parts/metrics.jsonl").open()]
-    assert steps == list(range(1, 7))
+    assert steps == list(range(0, 7))  # step 0: the embeddings at initialisation
 
 
 def test_checkpoint_folder_contents_and_pruning(tmp_path):
@@ -71,8 +71,9 @@ def test_checkpoint_folder_contents_and_pruning(tmp_path):
     assert {p.name for p in folder.iterdir()} == {"model.safetensors", "encoder.safetensors",
                                                    "optimizer.safetensors", "state.json"}
     metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
-    assert {"loss", "lr", "samples_per_s", "grad_norm"} <= metrics[0].keys()
-    assert "rankme" in metrics[2] and "rankme" not in metrics[0]
+    assert metrics[0]["step"] == 0 and "rankme" in metrics[0] and "loss" not in metrics[0]
+    assert {"loss", "lr", "samples_per_s", "grad_norm"} <= metrics[1].keys()
+    assert "rankme" in metrics[3] and "rankme" not in metrics[1]
 
 
 def test_incomplete_checkpoint_is_ignored(tmp_path):

@@ -19,6 +19,7 @@ import resource
 import shlex
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import jepalab
 from jepalab import checkpoint, config, distributed
 from jepalab.config import Config, ConfigError
 from jepalab.eval.baselines import PROBE_TRAIN, ceiling_config, probe_encoder, probe_random_init
+from jepalab.eval.collapse import CollapseWarning
 from jepalab.nn.vit import ViTSpec
 from jepalab.train import ensure_trained, load_data
 
@@ -217,14 +219,23 @@ def bench_method(label: str, cfg: Config, data, log, progress: bool) -> dict:
             f"{cfg.optim.warmup_steps}" + (f", resuming after step {checkpoint.step_of(found)}"
                                            if found else "") + " ...")
         measure = reset_peak_memory(device)
-        ensure_trained(cfg, run_dir, progress)
-        cache.update(peak_memory_mib=read_peak_memory(device, measure), memory_measure=measure)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CollapseWarning)
+            ensure_trained(cfg, run_dir, progress)
+        collapses = [w.message for w in caught if issubclass(w.category, CollapseWarning)]
+        for warning in collapses:
+            log(f"[yellow]{warning}")
+        cache.update(peak_memory_mib=read_peak_memory(device, measure), memory_measure=measure,
+                     collapse=f"collapse warning at step {collapses[0].step} "
+                              f"({collapses[0].metric} {collapses[0].value:.2f})"
+                              if collapses else "")
         checkpoint.atomic_write_text(path, json.dumps(cache, indent=1))
     log("probing ...")
     began = time.perf_counter()
     probe = probe_encoder(label, jepalab.load(run_dir).to(device), data, device)
     train_s = json.loads((checkpoint.latest(run_dir) / "state.json").read_text())["elapsed_s"]
     cache["row"] = {**asdict(probe), "peak_memory_mib": cache["peak_memory_mib"],
+                    "collapse": cache.get("collapse", ""),
                     "memory_measure": cache["memory_measure"],
                     "samples_per_s": cfg.train.steps * cfg.train.batch_size / max(train_s, 1e-9),
                     "wall_s": train_s + time.perf_counter() - began}
@@ -279,7 +290,8 @@ def run_bench(opts: BenchOptions) -> list[dict]:
             rows.append({"name": label, "note": f"training failed: {e}"})
             continue
         row["linear_margin"] = 100 * (row["linear"] - random["linear"])
-        row["note"] = NOTE if row["linear_margin"] < FLAG_POINTS else ""
+        below = NOTE if row["linear_margin"] < FLAG_POINTS else ""
+        row["note"] = "; ".join(filter(None, [below, row.get("collapse", "")]))
         rows.append(row)
         log(f"linear {100 * row['linear']:.1f}% ({row['linear_margin']:+.1f} points over random"
             f" init), kNN {100 * row['knn']:.1f}%, {row['samples_per_s']:.0f} samples/s")

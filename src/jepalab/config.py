@@ -86,7 +86,8 @@ class TrainConfig:
     precision: str = "auto"        # auto: bf16 on GPUs that have it, else fp32
     log_every: int = 25
     monitor_every: int = 250       # RankMe / feature std / SIGReg of the eval encoder; 0: off
-    collapse_rankme: float = 1.5   # warn once when RankMe falls below this; 0 turns off
+    collapse_rankme: float = 1.5   # warn when RankMe falls below this (0: off) ...
+    collapse_spread: float = 0.2   # ... or the embeddings' spread (1 = isotropic) below this
     checkpoint_every: int = 500
     run_dir: str = ""              # default: runs/<recipe>-<time>
     tensorboard: bool = False
@@ -95,9 +96,9 @@ class TrainConfig:
     def validate(self) -> None:
         for key in ("steps", "batch_size", "log_every", "checkpoint_every"):
             _positive(f"train.{key}", getattr(self, key))
-        if self.monitor_every < 0 or self.threads < 0 or self.collapse_rankme < 0:
-            raise ConfigError("train.monitor_every, train.threads and train.collapse_rankme "
-                              "must be >= 0")
+        for key in ("monitor_every", "threads", "collapse_rankme", "collapse_spread"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"train.{key} must be >= 0, got {getattr(self, key)}")
         _choose("train.precision", self.precision, PRECISIONS)
         if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):
             raise ConfigError(f"train.device: unknown device {self.device!r}; valid: auto, cpu, "

@@ -20,11 +20,11 @@ def plot_curves(run_dir: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    rows = read_metrics(run_dir)
+    rows = [r for r in read_metrics(run_dir) if "loss" in r]  # step 0 has no loss yet
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     left.plot([r["step"] for r in rows], [r["loss"] for r in rows])
     left.set(xlabel="step", ylabel="training loss", title="loss")
-    monitored = [r for r in rows if "rankme" in r]
+    monitored = [r for r in read_metrics(run_dir) if "rankme" in r]
     right.plot([r["step"] for r in monitored], [r["rankme"] for r in monitored], marker="o")
     right.set(xlabel="step", ylabel="RankMe (eval encoder)", title="RankMe")
     fig.tight_layout()

@@ -27,6 +27,7 @@ from jepalab.eval.collapse import CollapseWarning, health
 from jepalab.eval.probes import extract_features
 from jepalab.methods import method_module
 from jepalab.nn.vit import ViTSpec
+from jepalab.report import read_metrics
 
 MONITOR_IMAGES = 512
 
@@ -146,19 +147,31 @@ class StopRequest(contextlib.AbstractContextManager):
 
 
 class CollapseWatch:
-    """Warns once per run when the evaluation encoder's RankMe falls below `threshold`."""
+    """Warns once per session when the method's embeddings collapse: RankMe (dimensional
+    collapse) or spread (complete collapse) under its threshold and under 0.9 x its value
+    at initialisation (step 0). A random-init encoder can sit under a threshold on easy
+    data; only a fall from there is a collapse. A threshold of 0 turns its check off."""
 
-    def __init__(self, threshold: float, enabled: bool):
-        self.threshold, self.enabled, self.warned = threshold, enabled, False
+    def __init__(self, thresholds: dict[str, float], initial: dict, enabled: bool):
+        self.thresholds, self.initial, self.enabled = thresholds, initial, enabled
+        self.warned = False
 
-    def check(self, step: int, value: float) -> None:
-        if self.warned or not self.enabled or value >= self.threshold:
-            return
-        self.warned = True
-        warnings.warn(CollapseWarning(
-            f"representation collapse at step {step}: RankMe {value:.2f} < "
-            f"train.collapse_rankme {self.threshold} (the embeddings span about "
-            f"{value:.1f} directions); check the method's anti-collapse terms"), stacklevel=2)
+    def check(self, step: int, values: dict) -> None:
+        for metric, threshold in self.thresholds.items():
+            if self.warned or not self.enabled or threshold <= 0:
+                return
+            start = self.initial.get(metric)
+            limit = threshold if start is None else min(threshold, 0.9 * start)
+            if values[metric] < limit:
+                self.warned = True
+                warnings.warn(CollapseWarning(step, metric, values[metric], start, threshold),
+                              stacklevel=2)
+
+
+def monitor(method: torch.nn.Module, images: torch.Tensor, device: torch.device) -> dict:
+    """RankMe, feature std and SIGReg statistic of the method's embeddings of `images`."""
+    embedder = method.embedder() if hasattr(method, "embedder") else method.eval_encoder()
+    return health(extract_features(embedder, images, device=device))
 
 
 class Interrupted(Exception):
@@ -187,6 +200,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     data = load_data(cfg)
     method = build_method(cfg, len(data.classes)).to(device)
+    if world.size > 1 and device.type == "cuda":  # projectors' BatchNorm over the global batch
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     optimizer = torch.optim.AdamW(parameter_groups(method), lr=cfg.optim.lr,
                                   betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
     start, elapsed_before = 0, 0.0
@@ -209,7 +224,15 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
     bar, task = progress_bar(show_progress and world.is_main, total, start)
     step, window_start, window_samples = start, time.perf_counter(), 0
     began = time.perf_counter()
-    watch = CollapseWatch(cfg.train.collapse_rankme, world.is_main)
+    initial = {}
+    if cfg.train.monitor_every:  # the embeddings at initialisation: step 0 of metrics.jsonl
+        if start == 0:
+            initial = monitor(method, monitor_images, device)
+            log.write(0, {"elapsed_s": 0.0, **initial})
+        else:
+            initial = next((r for r in read_metrics(run_dir) if r["step"] == 0), {})
+    watch = CollapseWatch({"rankme": cfg.train.collapse_rankme,
+                           "spread": cfg.train.collapse_spread}, initial, world.is_main)
 
     def elapsed() -> float:  # training wall time, summed over resumed sessions
         return elapsed_before + time.perf_counter() - began
@@ -253,10 +276,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                               "elapsed_s": elapsed(), **out.logs}
                     if cfg.train.monitor_every and (step % cfg.train.monitor_every == 0
                                                     or step == total):
-                        z = extract_features(method.eval_encoder(), monitor_images,
-                                             device=device)
-                        values.update(health(z))
-                        watch.check(step, values["rankme"])
+                        values.update(monitor(method, monitor_images, device))
+                        watch.check(step, values)
                     log.write(step, values)
                     bar.update(task, completed=step, status=f"loss {values['loss']:.4f} "
                                f"lr {lr:.2e} {values['samples_per_s']:.0f} samples/s")

@@ -5,7 +5,19 @@ import torch
 
 
 class CollapseWarning(UserWarning):
-    """The evaluation encoder's embeddings have collapsed (RankMe under the threshold)."""
+    """A method's embeddings collapsed during training: `metric` ("rankme" or "spread")
+    fell to `value` at `step`, under its threshold and under its value at step 0."""
+
+    def __init__(self, step: int, metric: str, value: float, initial: float | None,
+                 threshold: float):
+        self.step, self.metric, self.value = step, metric, value
+        start = "" if initial is None else f" (it was {initial:.2f} at step 0)"
+        meaning = {"rankme": f"the embeddings span about {value:.1f} directions",
+                   "spread": "the embeddings of different images are nearly identical"}[metric]
+        super().__init__(
+            f"representation collapse at step {step}: {metric} {value:.3f}{start} is under "
+            f"train.collapse_{metric}={threshold}: {meaning}; check the method's anti-collapse "
+            "terms")
 
 
 def rankme(z: torch.Tensor, eps: float = 1e-7) -> float:
@@ -29,6 +41,13 @@ def feature_std(z: torch.Tensor) -> float:
     return float(torch.nn.functional.normalize(z.double(), dim=1).std(dim=0).mean())
 
 
+def spread(z: torch.Tensor) -> float:
+    """feature_std scaled by sqrt(D): about 1 for isotropic embeddings, 0 when every image
+    gets the same embedding (complete collapse, which RankMe can miss when the little
+    variation left is spread over many dimensions)."""
+    return feature_std(z) * z.shape[1] ** 0.5
+
+
 def sigreg_statistic(z: torch.Tensor, num_slices: int = 256, seed: int = 0) -> float:
     """LeJEPA's SIGReg statistic of embeddings (N, D) on fixed directions: how far they are
     from an isotropic standard Gaussian (about 1 for one; large for collapsed or badly
@@ -41,5 +60,6 @@ def sigreg_statistic(z: torch.Tensor, num_slices: int = 256, seed: int = 0) -> f
 
 
 def health(z: torch.Tensor) -> dict[str, float]:
-    """The collapse diagnostics the trainer logs: RankMe, feature std, SIGReg statistic."""
-    return {"rankme": rankme(z), "feature_std": feature_std(z), "sigreg": sigreg_statistic(z)}
+    """The collapse diagnostics the trainer logs: RankMe, feature std, spread, SIGReg."""
+    return {"rankme": rankme(z), "feature_std": feature_std(z), "spread": spread(z),
+            "sigreg": sigreg_statistic(z)}

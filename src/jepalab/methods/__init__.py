@@ -5,6 +5,9 @@ and `Method` (an nn.Module) with:
   forward(batch) -> StepOutput        batch: {"images": uint8 (B,3,H,W), "labels": (B,)}
   on_step_end(progress: float)        after each optimiser step (EMA teachers, schedules)
   eval_encoder() -> nn.Module         the encoder that probes and exports read
+  embedder() -> nn.Module             optional: what the loss's embeddings come from (e.g.
+                                      backbone + projector), with .features(x); the collapse
+                                      monitor reads it; without it, the eval encoder
 The trainer knows methods only through this interface, never by name.
 """
 from __future__ import annotations

@@ -23,7 +23,7 @@ from jepalab import losses
 from jepalab.data.views import Augment, ViewSpec
 from jepalab.methods import StepOutput
 from jepalab.nn.ema import ema_momentum, ema_update
-from jepalab.nn.heads import mlp
+from jepalab.nn.heads import Projected, mlp
 from jepalab.nn.vit import VisionTransformer, ViTSpec
 
 
@@ -76,3 +76,6 @@ class Method(nn.Module):
 
     def eval_encoder(self) -> nn.Module:
         return self.backbone
+
+    def embedder(self) -> nn.Module:
+        return Projected(self.backbone, self.projector)

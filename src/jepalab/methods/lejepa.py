@@ -22,7 +22,7 @@ import torch.nn as nn
 from jepalab import losses
 from jepalab.data.views import Augment, ViewSpec
 from jepalab.methods import StepOutput
-from jepalab.nn.heads import mlp
+from jepalab.nn.heads import Projected, mlp
 from jepalab.nn.vit import VisionTransformer, ViTSpec
 
 
@@ -78,3 +78,6 @@ class Method(nn.Module):
 
     def eval_encoder(self) -> nn.Module:
         return self.backbone
+
+    def embedder(self) -> nn.Module:
+        return Projected(self.backbone, self.projector)

@@ -24,7 +24,7 @@ from jepalab.data.views import Augment, ViewSpec
 from jepalab.distributed import all_gather_tensor
 from jepalab.methods import StepOutput
 from jepalab.nn.ema import ema_update
-from jepalab.nn.heads import mlp
+from jepalab.nn.heads import Projected, mlp
 from jepalab.nn.vit import VisionTransformer, ViTSpec
 
 
@@ -92,3 +92,6 @@ class Method(nn.Module):
 
     def eval_encoder(self) -> nn.Module:
         return self.backbone
+
+    def embedder(self) -> nn.Module:
+        return Projected(self.backbone, self.projector)

@@ -26,7 +26,7 @@ from jepalab.distributed import all_gather_tensor, world_rank
 from jepalab.methods import StepOutput
 from jepalab.methods.byol import byol_views
 from jepalab.nn.ema import ema_momentum, ema_update
-from jepalab.nn.heads import mlp
+from jepalab.nn.heads import Projected, mlp
 from jepalab.nn.vit import VisionTransformer, ViTSpec
 
 
@@ -88,3 +88,6 @@ class Method(nn.Module):
 
     def eval_encoder(self) -> nn.Module:
         return self.backbone
+
+    def embedder(self) -> nn.Module:
+        return Projected(self.backbone, self.projector)

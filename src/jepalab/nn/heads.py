@@ -45,3 +45,15 @@ class DINOHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.normalize(self.mlp(x), dim=-1)
         return x @ F.normalize(self.last_layer, dim=-1).T
+
+
+class Projected(nn.Module):
+    """A backbone followed by a head; `features(x)` is the head's output: the embedding a
+    method's loss acts on, which the trainer's collapse monitor reads."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone.features(x))

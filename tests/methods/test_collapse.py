@@ -1,0 +1,55 @@
+"""The collapse warning: it fires when a method's anti-collapse ingredient is removed
+(BYOL without predictor and EMA, VICReg without its variance term, LeJEPA with lambda 0)
+and stays silent on the real recipes, trained the same way (16 px shapes, batch 64).
+
+Measured at 200 steps (spread = feature std x sqrt(D): 1 isotropic, 0 identical; 0.2 at
+initialisation for all three): BYOL ablated 0.011 vs recipe 0.78; VICReg ablated 0.11 vs
+0.84 (its RankMe stays high, 26 vs 69: the variation left is tiny but spread out); LeJEPA
+ablated 0.13 vs 0.94. The step counts below are where each ablation has crossed."""
+import json
+import warnings
+
+import pytest
+
+from jepalab.config import load_config
+from jepalab.eval.collapse import CollapseWarning
+from jepalab.train import train
+
+SHORT = ["data.image_size=16", "train.batch_size=64", "train.log_every=20",
+         "train.monitor_every=20", "optim.warmup_steps=5", "train.threads=2"]
+
+CASES = [  # recipe, steps, ablation
+    ("byol-shapes", 40, ["method.predictor=false", "method.ema_start=0", "method.ema_end=0"]),
+    ("vicreg-shapes", 160, ["method.std_coeff=0"]),
+    ("lejepa-shapes", 100, ["method.lam=0"]),
+]
+
+
+def run(tmp_path, recipe, steps, overrides):
+    cfg = load_config(recipe, SHORT + [f"train.steps={steps}"] + overrides)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cfg, tmp_path / "run", show_progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    fired = [w.message for w in caught if issubclass(w.category, CollapseWarning)]
+    return cfg, [r for r in rows if "rankme" in r], fired
+
+
+@pytest.mark.parametrize("recipe, steps, ablation", CASES, ids=[c[0] for c in CASES])
+def test_warning_fires_once_when_the_anti_collapse_ingredient_is_removed(tmp_path, recipe,
+                                                                        steps, ablation):
+    cfg, rows, fired = run(tmp_path, recipe, steps, ablation)
+    assert len(fired) == 1, [(r["rankme"], r["spread"]) for r in rows]  # once, not each check
+    warning = fired[0]
+    assert f"step {warning.step}" in str(warning) and warning.step > 0
+    threshold = getattr(cfg.train, f"collapse_{warning.metric}")
+    assert warning.value < threshold and warning.value < 0.9 * rows[0][warning.metric]
+
+
+@pytest.mark.parametrize("recipe, steps, ablation", CASES, ids=[c[0] for c in CASES])
+def test_real_recipe_stays_silent(tmp_path, recipe, steps, ablation):
+    cfg, rows, fired = run(tmp_path, recipe, steps, [])
+    assert not fired, [str(w) for w in fired]
+    assert all(r["rankme"] >= cfg.train.collapse_rankme or r["rankme"] >= 0.9 * rows[0]["rankme"]
+               for r in rows[1:])
+    assert min(r["spread"] for r in rows[1:]) > 2 * cfg.train.collapse_spread

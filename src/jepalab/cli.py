@@ -90,6 +90,8 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from jepalab.bench import BenchOptions
+
     parser = argparse.ArgumentParser(prog="jepalab", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
@@ -114,9 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: every method with a NAME-shapes recipe)")
     bench.add_argument("--data", default="shapes", help="shapes, digits, imagefolder:PATH or "
                        "cifar:PATH (default shapes)")
-    bench.add_argument("--budget", type=int, default=200, metavar="STEPS",
-                       help="training steps per method (default 200)")
-    bench.add_argument("--batch-size", type=int, default=128, help="default 128")
+    bench.add_argument("--budget", type=int, default=BenchOptions.budget, metavar="STEPS",
+                       help=f"training steps per method (default {BenchOptions.budget})")
+    bench.add_argument("--batch-size", type=int, default=BenchOptions.batch_size,
+                       help=f"default {BenchOptions.batch_size}")
     bench.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     bench.add_argument("--arch", default="vit_nano", help="backbone (default vit_nano)")
     bench.add_argument("--image-size", type=int, default=32, help="default 32")

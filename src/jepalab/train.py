@@ -148,9 +148,10 @@ class StopRequest(contextlib.AbstractContextManager):
 
 class CollapseWatch:
     """Warns once per session when the method's embeddings collapse: RankMe (dimensional
-    collapse) or spread (complete collapse) under its threshold and under 0.9 x its value
-    at initialisation (step 0). A random-init encoder can sit under a threshold on easy
-    data; only a fall from there is a collapse. A threshold of 0 turns its check off."""
+    collapse) or spread (complete collapse; checked on an `embedder()`'s embeddings only)
+    under its threshold and under 0.9 x its value at initialisation (step 0). A random-init
+    encoder can sit under a threshold on easy data; only a fall from there is a collapse.
+    A threshold of 0 turns its check off."""
 
     def __init__(self, thresholds: dict[str, float], initial: dict, enabled: bool):
         self.thresholds, self.initial, self.enabled = thresholds, initial, enabled
@@ -231,8 +232,10 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
             log.write(0, {"elapsed_s": 0.0, **initial})
         else:
             initial = next((r for r in read_metrics(run_dir) if r["step"] == 0), {})
-    watch = CollapseWatch({"rankme": cfg.train.collapse_rankme,
-                           "spread": cfg.train.collapse_spread}, initial, world.is_main)
+    thresholds = {"rankme": cfg.train.collapse_rankme}
+    if hasattr(method, "embedder"):  # spread means something for what a loss compares;
+        thresholds["spread"] = cfg.train.collapse_spread  # pooled ViT tokens sit low anyway
+    watch = CollapseWatch(thresholds, initial, world.is_main)
 
     def elapsed() -> float:  # training wall time, summed over resumed sessions
         return elapsed_before + time.perf_counter() - began

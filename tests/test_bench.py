@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from jepalab import bench, checkpoint, config
+from jepalab import bench, checkpoint, config, report
 from jepalab.bench import BenchOptions, method_config, run_bench
 from jepalab.cli import main
 from jepalab.train import Interrupted, train
@@ -53,7 +53,7 @@ def test_writes_table_csv_and_chart(done):
         p.name for p in done.iterdir()}
     assert (done / "bench.png").read_bytes()[:4] == b"\x89PNG"
     rows = read_csv(done)
-    assert list(rows[0]) == list(bench.CSV_FIELDS)
+    assert list(rows[0]) == list(report.BENCH_CSV_FIELDS)
     assert [r["method"] for r in rows] == ["ijepa", "random init (1 seed)"]
     ijepa = rows[0]
     for key in ("linear_top1", "knn_top1", "rankme", "samples_per_s", "peak_memory_mib",

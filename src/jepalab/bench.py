@@ -11,9 +11,7 @@ and bench.png.
 """
 from __future__ import annotations
 
-import csv
 import gc
-import io
 import json
 import resource
 import shlex
@@ -26,7 +24,7 @@ from pathlib import Path
 import torch
 
 import jepalab
-from jepalab import checkpoint, config, distributed
+from jepalab import checkpoint, config, distributed, report
 from jepalab.config import Config, ConfigError
 from jepalab.eval.baselines import PROBE_TRAIN, ceiling_config, probe_encoder, probe_random_init
 from jepalab.eval.collapse import CollapseWarning
@@ -38,17 +36,9 @@ WARMUP_FRACTION = 0.1
 FLAG_POINTS = 10.0  # a method less than this many points above random init gets a note
 SEEDS = 3           # random-init seeds
 NOTE = f"below +{FLAG_POINTS:.0f} over random init at this budget"
-COLUMNS = ["method", "linear top-1 %", "kNN top-1 %", "RankMe", "linear vs random init",
-           "samples/s", "peak MiB", "wall s", "note"]
 FLAGS = {"model.arch": "--arch", "model.patch_size": "--patch-size", "data.name": "--data",
          "data.image_size": "--image-size", "train.steps": "--budget",
          "train.batch_size": "--batch-size"}
-# bench.csv: column -> row key; accuracies and their spreads in percent, the rest as measured
-CSV_FIELDS = {"method": "name", "linear_top1": "linear", "linear_std": "linear_std",
-              "knn_top1": "knn", "knn_std": "knn_std", "rankme": "rankme",
-              "linear_margin": "linear_margin", "samples_per_s": "samples_per_s",
-              "peak_memory_mib": "peak_memory_mib", "wall_s": "wall_s", "note": "note"}
-PERCENT = ("linear", "linear_std", "knn", "knn_std")
 
 
 @dataclass
@@ -299,8 +289,8 @@ def run_bench(opts: BenchOptions) -> list[dict]:
     title = (f"{opts.data} · {opts.arch} (patch {opts.patch_size}, {opts.image_size}px) · "
              f"{opts.budget} steps x {opts.batch_size} · seed {opts.seed}")
     notes = footer(rows, configs, min(PROBE_TRAIN, len(data.train)))
-    write_outputs(out, rows, title, notes, device, opts.command(names))
-    console.print(table(rows, title, notes))
+    report.write_bench(out, rows, title, notes, device, opts.command(names))
+    console.print(report.bench_table(rows, title, notes))
     console.print(f"wrote {out / 'bench.md'}, {out / 'bench.csv'} and {out / 'bench.png'}")
     return rows
 
@@ -319,81 +309,3 @@ def footer(rows: list[dict], configs: dict, probe_images: int) -> list[str]:
         lines.append("supervised (ceiling): the same backbone trained with labels for the same "
                      f"budget, with the optimiser settings of {next(iter(configs))}.")
     return lines
-
-
-def cells(row: dict) -> list[str]:
-    def pct(key):
-        if row.get(key) is None:
-            return ""
-        spread = f" ± {100 * row[key + '_std']:.1f}" if row.get("seeds", 1) > 1 else ""
-        return f"{100 * row[key]:.1f}{spread}"
-
-    def number(key, spec):
-        return "" if row.get(key) is None else format(row[key], spec)
-
-    return [row["name"], pct("linear"), pct("knn"), number("rankme", ".1f"),
-            number("linear_margin", "+.1f"), number("samples_per_s", ".0f"),
-            number("peak_memory_mib", ".0f"), number("wall_s", ".1f"), row["note"]]
-
-
-def table(rows: list[dict], title: str, notes: list[str]):
-    from rich.table import Table
-
-    result = Table(title=title, caption="\n".join(notes), caption_justify="left")
-    for column in COLUMNS:
-        result.add_column(column, justify="left" if column in ("method", "note") else "right")
-    for row in rows:
-        result.add_row(*cells(row))
-    return result
-
-
-def write_outputs(out: Path, rows: list[dict], title: str, notes: list[str],
-                  device: torch.device, command: str) -> None:
-    threads = torch.get_num_threads()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"{threads} torch thread{'s' * (threads > 1)}"
-    lines = ["# jepalab bench", "", f"{title} · {time.strftime('%Y-%m-%d %H:%M')} · torch "
-             f"{torch.__version__} · {device} ({name})", "", f"`{command}`", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cells(row)) + " |" for row in rows]
-    checkpoint.atomic_write_text(out / "bench.md", "\n".join(lines + [""] + notes) + "\n")
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
-    for row in rows:
-        writer.writerow([_csv(row, key) for key in CSV_FIELDS.values()])
-    checkpoint.atomic_write_text(out / "bench.csv", text.getvalue())
-    plot(rows, title, out / "bench.png")
-
-
-def _csv(row: dict, key: str):
-    value = row.get(key)
-    if key.endswith("_std") and row.get("seeds", 1) == 1:  # one measurement: no spread
-        return ""
-    if not isinstance(value, float):
-        return "" if value is None else value
-    return round((100 if key in PERCENT else 1) * value, 3)
-
-
-def plot(rows: list[dict], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods, random = rows[:-1], rows[-1]
-    x, width = range(len(methods)), 0.38
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(methods) + 3), 3.8))
-    for shift, key, label, color in ((-1, "linear", "linear top-1", "C0"),
-                                     (1, "knn", "kNN top-1", "C1")):
-        ax.bar([i + shift * width / 2 for i in x], [100 * (r.get(key) or 0) for r in methods],
-               width, label=label, color=color)
-    ax.axhline(100 * random["linear"], color="C0", linestyle="--", label="random init, linear")
-    ax.axhline(100 * random["knn"], color="C1", linestyle=":", label="random init, kNN")
-    ax.set_xticks(list(x), [r["name"] for r in methods], rotation=30, ha="right")
-    ax.set(ylabel="top-1 (%)", title=title)
-    ax.title.set_fontsize(9)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -4,7 +4,8 @@ symmetric loss; the recipe that trains ViTs stably.
 Algorithm, per step:
   1. two views with BYOL's augmentations (as MoCo v3);
   2. q = predictor(projector(backbone(view))) for both views; the projector is 3 layers
-     with BatchNorm, the last one without affine; the predictor 2 layers (Sec. 4);
+     with BatchNorm, ending in a BatchNorm without affine; the predictor 2 layers with a
+     BatchNorm inside only, as the authors' code builds them (Sec. 4);
   3. k = momentum projector(momentum backbone(view)) for both views, no gradient;
   4. loss = ctr(q1, k2) + ctr(q2, k1), ctr = 2 tau * InfoNCE on normalised vectors with
      the other images' keys (from every process) as negatives (Algorithm 1), tau = 0.2;
@@ -68,7 +69,7 @@ class Method(nn.Module):
         self.projector = mlp(self.backbone.embed_dim, cfg.projector_hidden, cfg.projector_dim,
                              layers=3, last_norm=True)
         self.predictor = mlp(cfg.projector_dim, cfg.projector_hidden, cfg.projector_dim,
-                             layers=2, last_norm=True)
+                             layers=2)
         self.momentum_backbone = copy.deepcopy(self.backbone).requires_grad_(False)
         self.momentum_projector = copy.deepcopy(self.projector).requires_grad_(False)
 

@@ -45,6 +45,22 @@ class MaskedPredictionConfig:
             raise ValueError(f"method.loss must be one of {losses.LATENT_LOSSES}, "
                              f"got {self.loss!r}")
 
+    def draw_masks(self, batch: int, grid: tuple[int, int], device) -> tuple[torch.Tensor,
+                                                                            torch.Tensor]:
+        """Multi-block masks: context_idx (B, Nc) and target_idx (B, M, Nt) on `device`."""
+        context_idx, target_idx = masks.multiblock_2d(
+            batch, grid, num_targets=self.num_targets, target_scale=self.target_scale,
+            target_aspect=self.target_aspect, context_scale=self.context_scale,
+            min_keep=self.min_keep)
+        return context_idx.to(device), target_idx.to(device)
+
+
+def block_targets(tokens: torch.Tensor, target_idx: torch.Tensor) -> torch.Tensor:
+    """LayerNorm(tokens) (B, N, D) gathered at target_idx (B, M, Nt) -> (B, M, Nt, D)."""
+    tokens = F.layer_norm(tokens, tokens.shape[-1:])
+    b, m, nt = target_idx.shape
+    return gather_tokens(tokens, target_idx.view(b, m * nt)).view(b, m, nt, -1)
+
 
 @dataclass
 class Config(MaskedPredictionConfig):
@@ -72,16 +88,9 @@ class Method(nn.Module):
     def forward(self, batch: dict) -> StepOutput:
         cfg = self.cfg
         x = self.view(batch["images"])
-        context_idx, target_idx = masks.multiblock_2d(
-            x.shape[0], self.grid, num_targets=cfg.num_targets, target_scale=cfg.target_scale,
-            target_aspect=cfg.target_aspect, context_scale=cfg.context_scale,
-            min_keep=cfg.min_keep)
-        context_idx, target_idx = context_idx.to(x.device), target_idx.to(x.device)
+        context_idx, target_idx = cfg.draw_masks(x.shape[0], self.grid, x.device)
         with torch.no_grad():
-            tokens = self.target_encoder(x)
-            tokens = F.layer_norm(tokens, tokens.shape[-1:])
-            b, m, nt = target_idx.shape
-            targets = gather_tokens(tokens, target_idx.view(b, m * nt)).view(b, m, nt, -1)
+            targets = block_targets(self.target_encoder(x), target_idx)
         context = self.context_encoder(x, keep=context_idx)
         prediction = self.predictor(context, context_idx, target_idx)
         loss = losses.jepa_latent(prediction, targets, kind=cfg.loss)

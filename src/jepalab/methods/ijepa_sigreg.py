@@ -15,14 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch.nn as nn
-import torch.nn.functional as F
 
-from jepalab import losses, masks
+from jepalab import losses
 from jepalab.data.views import crop_flip
 from jepalab.methods import StepOutput
-from jepalab.methods.ijepa import MaskedPredictionConfig
+from jepalab.methods.ijepa import MaskedPredictionConfig, block_targets
 from jepalab.nn.predictor import MaskedPredictor
-from jepalab.nn.vit import VisionTransformer, ViTSpec, gather_tokens
+from jepalab.nn.vit import VisionTransformer, ViTSpec
 
 
 @dataclass
@@ -49,15 +48,9 @@ class Method(nn.Module):
     def forward(self, batch: dict) -> StepOutput:
         cfg = self.cfg
         x = self.view(batch["images"])
-        context_idx, target_idx = masks.multiblock_2d(
-            x.shape[0], self.grid, num_targets=cfg.num_targets, target_scale=cfg.target_scale,
-            target_aspect=cfg.target_aspect, context_scale=cfg.context_scale,
-            min_keep=cfg.min_keep)
-        context_idx, target_idx = context_idx.to(x.device), target_idx.to(x.device)
+        context_idx, target_idx = cfg.draw_masks(x.shape[0], self.grid, x.device)
         tokens = self.encoder(x)
-        normed = F.layer_norm(tokens, tokens.shape[-1:])
-        b, m, nt = target_idx.shape
-        targets = gather_tokens(normed, target_idx.view(b, m * nt)).view(b, m, nt, -1)
+        targets = block_targets(tokens, target_idx)
         prediction = self.predictor(self.encoder(x, keep=context_idx), context_idx, target_idx)
         latent = losses.jepa_latent(prediction, targets, kind=cfg.loss)
         regulariser = losses.sigreg(tokens.mean(1), num_slices=cfg.num_slices, knots=cfg.knots)

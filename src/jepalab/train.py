@@ -158,19 +158,22 @@ class CollapseWatch:
         self.warned = False
 
     def check(self, step: int, values: dict) -> None:
+        if self.warned or not self.enabled:
+            return
         for metric, threshold in self.thresholds.items():
-            if self.warned or not self.enabled or threshold <= 0:
-                return
+            if threshold <= 0:
+                continue
             start = self.initial.get(metric)
             limit = threshold if start is None else min(threshold, 0.9 * start)
             if values[metric] < limit:
                 self.warned = True
                 warnings.warn(CollapseWarning(step, metric, values[metric], start, threshold),
                               stacklevel=2)
+                return
 
 
 def monitor(method: torch.nn.Module, images: torch.Tensor, device: torch.device) -> dict:
-    """RankMe, feature std and SIGReg statistic of the method's embeddings of `images`."""
+    """RankMe, feature std, spread and SIGReg statistic of the method's embeddings."""
     embedder = method.embedder() if hasattr(method, "embedder") else method.eval_encoder()
     return health(extract_features(embedder, images, device=device))
 

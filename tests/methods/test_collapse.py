@@ -53,3 +53,14 @@ def test_real_recipe_stays_silent(tmp_path, recipe, steps, ablation):
     assert all(r["rankme"] >= cfg.train.collapse_rankme or r["rankme"] >= 0.9 * rows[0]["rankme"]
                for r in rows[1:])
     assert min(r["spread"] for r in rows[1:]) > 2 * cfg.train.collapse_spread
+
+
+def test_a_threshold_of_zero_turns_off_only_its_own_check():
+    from jepalab.train import CollapseWatch
+
+    watch = CollapseWatch({"rankme": 0.0, "spread": 0.2}, {"rankme": 4.0, "spread": 0.2}, True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        watch.check(10, {"rankme": 1.0, "spread": 0.05})
+        watch.check(20, {"rankme": 1.0, "spread": 0.01})
+    assert [(w.message.metric, w.message.step) for w in caught] == [("spread", 10)]

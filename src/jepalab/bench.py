@@ -29,7 +29,7 @@ from jepalab.config import Config, ConfigError
 from jepalab.eval.baselines import PROBE_TRAIN, ceiling_config, probe_encoder, probe_random_init
 from jepalab.eval.collapse import CollapseWarning
 from jepalab.nn.vit import ViTSpec
-from jepalab.train import ensure_trained, load_data
+from jepalab.train import ensure_trained, finished, load_data
 
 SUFFIX = "-shapes"
 WARMUP_FRACTION = 0.1
@@ -185,22 +185,17 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _finished(cfg: Config) -> bool:
-    found = checkpoint.latest(Path(cfg.train.run_dir))
-    return found is not None and checkpoint.step_of(found) >= cfg.train.steps
-
-
 def bench_method(label: str, cfg: Config, data, log, progress: bool) -> dict:
     """Train (or resume, or skip) and probe one method; cache its row in its run dir."""
     run_dir, device = Path(cfg.train.run_dir), distributed.pick_device(cfg.train.device)
     path = run_dir / "bench_row.json"
-    cache = _read(path)
-    if cache.get("config") != cfg.to_dict() or not _finished(cfg):
+    cache, done = _read(path), finished(run_dir, cfg.train.steps)
+    if cache.get("config") != cfg.to_dict() or not done:
         cache = {"config": cfg.to_dict()}
     if "row" in cache:
         log(f"done in an earlier bench; row read from {path}")
         return cache["row"]
-    if "memory_measure" not in cache and _finished(cfg):  # trained, but not by this bench
+    if "memory_measure" not in cache and done:  # trained, but not by this bench
         log("already trained; its peak memory was not measured")
         cache.update(peak_memory_mib=None, memory_measure=None)
     if "memory_measure" not in cache:

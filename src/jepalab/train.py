@@ -303,7 +303,13 @@ def ensure_trained(cfg: Config, run_dir: str | Path, show_progress: bool = True)
     """Make sure `run_dir` holds `cfg` trained to its last step: train it if it has no
     checkpoint, resume it if it stopped early, leave it alone if it is finished."""
     run_dir = Path(run_dir)
-    found = checkpoint.latest(run_dir)
-    if found is None or checkpoint.step_of(found) < cfg.train.steps:
-        train(cfg, run_dir, resume=found is not None, show_progress=show_progress)
+    if not finished(run_dir, cfg.train.steps):
+        resume = checkpoint.latest(run_dir) is not None
+        train(cfg, run_dir, resume=resume, show_progress=show_progress)
     return run_dir
+
+
+def finished(run_dir: str | Path, steps: int) -> bool:
+    """Whether `run_dir` holds a complete checkpoint at step `steps` or later."""
+    found = checkpoint.latest(Path(run_dir))
+    return found is not None and checkpoint.step_of(found) >= steps

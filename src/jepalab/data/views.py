@@ -69,6 +69,11 @@ class Augment(torch.nn.Module):
         return normalise(self.ops(images.float().div_(255.0)))
 
 
+def local_crop_size(size: int, patch: int, ratio: float) -> int:
+    """Side of a multi-crop local view: `ratio` of the image, a whole number of patches."""
+    return max(patch, round(size * ratio / patch) * patch)
+
+
 def crop_flip(size: int, scale: tuple[float, float] = (0.3, 1.0), hflip: bool = False) -> Augment:
     """Crop (and flip) only: the geometric view I-JEPA, MAE and the supervised ceiling use."""
     return Augment(ViewSpec(size, tuple(scale), hflip, jitter_p=0.0, grayscale_p=0.0))

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from jepalab import losses
-from jepalab.data.views import Augment, ViewSpec
+from jepalab.data.views import Augment, ViewSpec, local_crop_size
 from jepalab.distributed import all_gather_tensor
 from jepalab.methods import StepOutput
 from jepalab.nn.ema import ema_momentum, ema_update
@@ -69,7 +69,7 @@ class Method(nn.Module):
         super().__init__()
         self.cfg = cfg
         size, patch = spec.image_size, spec.patch_size
-        local_size = max(patch, round(size * cfg.local_size_ratio / patch) * patch)
+        local_size = local_crop_size(size, patch, cfg.local_size_ratio)
         jitter = (0.4, 0.4, 0.2, 0.1)
         self.global_views = nn.ModuleList([
             Augment(ViewSpec(size, cfg.global_scale, jitter=jitter, blur_p=1.0)),

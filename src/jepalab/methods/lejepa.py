@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from jepalab import losses
-from jepalab.data.views import Augment, ViewSpec
+from jepalab.data.views import Augment, ViewSpec, local_crop_size
 from jepalab.methods import StepOutput
 from jepalab.nn.heads import Projected, mlp
 from jepalab.nn.vit import VisionTransformer, ViTSpec
@@ -54,7 +54,7 @@ class Method(nn.Module):
         super().__init__()
         self.cfg = cfg
         size, patch, jitter = spec.image_size, spec.patch_size, (0.8, 0.8, 0.8, 0.2)
-        local_size = max(patch, round(size * cfg.local_size_ratio / patch) * patch)
+        local_size = local_crop_size(size, patch, cfg.local_size_ratio)
         self.global_view = Augment(multicrop_spec(size, cfg.global_scale, jitter))
         self.local_view = Augment(multicrop_spec(local_size, cfg.local_scale, jitter))
         self.backbone = VisionTransformer(spec)

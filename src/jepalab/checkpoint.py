@@ -57,7 +57,8 @@ def encoder_metadata(encoder: torch.nn.Module) -> dict[str, str]:
         kind = type(encoder)
         return {"format": "jepalab-module", "class": f"{kind.__module__}.{kind.__qualname__}"}
     return {"format": "jepalab-vit", "arch": spec.arch, "image_size": str(spec.image_size),
-            "patch_size": str(spec.patch_size), "in_chans": str(spec.in_chans)}
+            "patch_size": str(spec.patch_size), "in_chans": str(spec.in_chans),
+            "class_token": str(int(spec.class_token))}
 
 
 def _split_optimizer(state: dict) -> tuple[dict, dict]:

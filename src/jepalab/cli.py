@@ -89,6 +89,29 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_collect(args) -> int:
+    from jepalab.envs.collect import collect
+
+    path = collect(args.env, args.out or f"data/{args.env}-{args.policy}.h5",
+                   episodes=args.episodes, steps=args.steps, policy=args.policy, seed=args.seed,
+                   env_kwargs={"size": args.size}, show_progress=not args.quiet,
+                   **({"noise": args.noise} if args.policy == "noisy-expert" else {}))
+    print(f"trajectories: {path}")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from jepalab.world.evaluate import PlanSettings, run_plan
+
+    settings = PlanSettings(planner=args.planner, horizon=args.horizon, execute=args.execute,
+                            cost=args.cost, episodes=args.episodes, seed=args.seed)
+    out = Path(args.out or Path(args.model) / f"plan-{args.env}-{args.planner}-{args.cost}")
+    run_plan(args.env, args.model, settings, out=out, random_baseline=not args.no_random,
+             gif_episodes=args.gif, show_progress=not args.quiet)
+    print(f"results: {out / 'plan.json'}; episodes: {out / 'episodes.gif'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from jepalab.bench import BenchOptions
 
@@ -128,7 +151,41 @@ def build_parser() -> argparse.ArgumentParser:
                        "runs/bench); runs go to OUT/runs/METHOD")
     bench.add_argument("--ceiling", action="store_true", help="add a supervised model "
                        "trained for the same budget (one more training run)")
-    for sub in (quick, train, probe, bench):
+    from jepalab.envs import ENVS
+    from jepalab.envs.collect import POLICIES
+    from jepalab.world.evaluate import COSTS, PlanSettings
+    from jepalab.world.planners import PLANNERS
+
+    collect = verbs.add_parser("collect", help="run a policy in an environment and write its "
+                               "episodes (frames, actions, proprio) to HDF5")
+    collect.add_argument("env", choices=list(ENVS))
+    collect.add_argument("--episodes", type=int, default=100, help="default 100")
+    collect.add_argument("--steps", type=int, default=0, help="steps per episode (default: "
+                         "the env's episode budget)")
+    collect.add_argument("--policy", choices=POLICIES, default="random")
+    collect.add_argument("--noise", type=float, default=0.5, help="noisy-expert: std of the "
+                         "Gaussian noise added to the expert's action (default 0.5)")
+    collect.add_argument("--size", type=int, default=64, help="pixels per side (default 64)")
+    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--out", default="", help="HDF5 file (default data/ENV-POLICY.h5)")
+
+    plan = verbs.add_parser("plan", help="plan with a world model in an environment on fixed "
+                            "start/goal episodes: success (95%% interval), ms per plan, beside "
+                            "random actions; a GIF of the first episodes")
+    plan.add_argument("env", choices=list(ENVS))
+    plan.add_argument("--model", required=True, help="a world-model run directory")
+    plan.add_argument("--episodes", type=int, default=PlanSettings.episodes)
+    plan.add_argument("--planner", choices=list(PLANNERS), default=PlanSettings.planner)
+    plan.add_argument("--cost", choices=COSTS, default=PlanSettings.cost,
+                      help="distance to the goal at the last block, or summed over the plan")
+    plan.add_argument("--horizon", type=int, default=PlanSettings.horizon, help="blocks ahead")
+    plan.add_argument("--execute", type=int, default=PlanSettings.execute,
+                      help="blocks executed before replanning")
+    plan.add_argument("--seed", type=int, default=0, help="which fixed episodes (default 0)")
+    plan.add_argument("--gif", type=int, default=3, help="episodes in the GIF (default 3)")
+    plan.add_argument("--no-random", action="store_true", help="skip the random baseline")
+    plan.add_argument("--out", default="", help="default RUN_DIR/plan-ENV-PLANNER-COST")
+    for sub in (quick, train, probe, bench, collect, plan):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -145,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     from jepalab.data.images import DataError
 
     handlers = {"train": cmd_train, "probe": cmd_probe, "quickstart": cmd_quickstart,
-                "bench": cmd_bench}
+                "bench": cmd_bench, "collect": cmd_collect, "plan": cmd_plan}
     try:
         return handlers[args.verb](args)
-    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as e:
+    except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError,
+            KeyError, ModuleNotFoundError) as e:
         print(f"jepalab {args.verb}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ import yaml
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TRAJECTORIES = "trajectories"  # data.name "trajectories:FILE.h5": world-model training data
 
 
 class ConfigError(ValueError):
@@ -43,16 +44,28 @@ class DataConfig:
     image_size: int = 32
     seed: int = 0          # fixes the train/val/test split (and the shapes' draws)
     num_train: int = 0     # shapes only: size of the training split (0: its default)
+    window: int = 4        # trajectories only: frames per training window ...
+    frameskip: int = 5     # ... this many env steps apart (one block action between two)
+
+    @property
+    def kind(self) -> str:
+        """What the data set serves: "trajectories" (windows for world models) or "images"."""
+        return "trajectories" if self.name.partition(":")[0] == TRAJECTORIES else "images"
 
     def validate(self) -> None:
         from jepalab.data.images import BUILTIN, FILE_KINDS
 
+        kinds = (*FILE_KINDS, TRAJECTORIES)
         kind, _, path = self.name.partition(":")
-        if not ((kind in BUILTIN and not path) or (kind in FILE_KINDS and path)):
-            valid = list(BUILTIN) + [f"{k}:PATH" for k in FILE_KINDS]
+        if not ((kind in BUILTIN and not path) or (kind in kinds and path)):
+            valid = list(BUILTIN) + [f"{k}:PATH" for k in kinds]
             raise ConfigError(f"data.name: unknown data set {self.name!r}; valid: "
-                              f"{', '.join(valid)}{_near(kind, list(BUILTIN) + list(FILE_KINDS))}")
+                              f"{', '.join(valid)}{_near(kind, list(BUILTIN) + list(kinds))}")
         _positive("data.image_size", self.image_size)
+        if self.window < 2:
+            raise ConfigError(f"data.window must be >= 2 frames (a context and a target), got "
+                              f"{self.window}")
+        _positive("data.frameskip", self.frameskip)
         if self.num_train < 0 or (self.num_train and kind != "shapes"):
             raise ConfigError("data.num_train: only the built-in 'shapes' data takes a training "
                               f"split size (>= 1), got {self.num_train} for {self.name!r}")
@@ -125,6 +138,14 @@ class Config:
             self.method.validate()
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        from jepalab.methods import method_module
+
+        wants = getattr(method_module(self.method_name), "DATA_KIND", "images")
+        if wants != self.data.kind:
+            example = ("trajectories:FILE.h5 (from `jepalab collect`)" if wants == TRAJECTORIES
+                       else "shapes, digits, imagefolder:PATH, ...")
+            raise ConfigError(f"data.name: method {self.method_name!r} trains on {wants}, but "
+                              f"{self.data.name!r} is {self.data.kind}; use {example}")
         return self
 
     def to_dict(self) -> dict:

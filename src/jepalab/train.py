@@ -23,6 +23,7 @@ import torch
 from jepalab import checkpoint, distributed, schedules
 from jepalab.config import Config
 from jepalab.data.images import ImageData, load_images
+from jepalab.data.trajectories import TrajectoryData, load_trajectories
 from jepalab.eval.collapse import CollapseWarning, health
 from jepalab.eval.probes import extract_features
 from jepalab.methods import method_module
@@ -32,14 +33,24 @@ from jepalab.report import read_metrics
 MONITOR_IMAGES = 512
 
 
-def load_data(cfg: Config) -> ImageData:
+def load_data(cfg: Config) -> ImageData | TrajectoryData:
+    if cfg.data.kind == "trajectories":
+        return load_trajectories(cfg.data.name.partition(":")[2], image_size=cfg.data.image_size,
+                                 window=cfg.data.window, frameskip=cfg.data.frameskip,
+                                 seed=cfg.data.seed)
     extra = {"num_train": cfg.data.num_train} if cfg.data.num_train else {}
     return load_images(cfg.data.name, image_size=cfg.data.image_size, seed=cfg.data.seed, **extra)
 
 
-def build_method(cfg: Config, num_classes: int) -> torch.nn.Module:
+def build_method(cfg: Config, declared: int) -> torch.nn.Module:
+    """The method of `cfg`; `declared` is what its data declares (see `declared_size`)."""
     spec = ViTSpec(cfg.model.arch, cfg.data.image_size, cfg.model.patch_size)
-    return method_module(cfg.method_name).Method(cfg.method, spec, num_classes)
+    return method_module(cfg.method_name).Method(cfg.method, spec, declared)
+
+
+def declared_size(data: ImageData | TrajectoryData) -> int:
+    """The number of classes of image data; the block action's size of trajectory data."""
+    return data.block_action_dim if isinstance(data, TrajectoryData) else len(data.classes)
 
 
 def batch_indices(step: int, num_samples: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -203,7 +214,9 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         checkpoint.atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     data = load_data(cfg)
-    method = build_method(cfg, len(data.classes)).to(device)
+    if world.is_main and isinstance(data, TrajectoryData):  # what planning needs to know
+        checkpoint.atomic_write_text(run_dir / "data.json", json.dumps(data.describe(), indent=1))
+    method = build_method(cfg, declared_size(data)).to(device)
     if world.size > 1 and device.type == "cuda":  # projectors' BatchNorm over the global batch
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     optimizer = torch.optim.AdamW(parameter_groups(method), lr=cfg.optim.lr,
@@ -257,8 +270,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                 torch.manual_seed(cfg.train.seed * 1_000_003 + step * 1009 + world.rank)
                 index = batch_indices(step, len(data.train), cfg.train.batch_size, cfg.train.seed)
                 index = index[world.rank * per_rank:(world.rank + 1) * per_rank]
-                batch = {"images": data.train.images[index].to(device, non_blocking=True),
-                         "labels": data.train.labels[index].to(device, non_blocking=True)}
+                batch = {key: value.to(device, non_blocking=True)
+                         for key, value in data.train.batch(index).items()}
                 method.train()
                 with autocast(device, cfg.train.precision):
                     out = model(batch)

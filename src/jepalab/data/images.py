@@ -46,6 +46,9 @@ class Split:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"images": self.images[index], "labels": self.labels[index]}
+
 
 @dataclass
 class ImageData:

@@ -8,6 +8,9 @@ and `Method` (an nn.Module) with:
   embedder() -> nn.Module             optional: what the loss's embeddings come from (e.g.
                                       backbone + projector), with .features(x); the collapse
                                       monitor reads it; without it, the eval encoder
+A world model (jepalab.world) is a method too: its module sets DATA_KIND = "trajectories",
+its batches are {"frames", "actions", "proprio"} windows and its third argument is the
+block action's size instead of the number of classes.
 The trainer knows methods only through this interface, never by name.
 """
 from __future__ import annotations
@@ -27,6 +30,7 @@ METHODS = {
     "ijepa": "jepalab.methods.ijepa",
     "ijepa-sigreg": "jepalab.methods.ijepa_sigreg",
     "imax": "jepalab.methods.imax",
+    "lewm": "jepalab.world.lewm",
     "lejepa": "jepalab.methods.lejepa",
     "mae": "jepalab.methods.mae",
     "mocov2": "jepalab.methods.mocov2",

@@ -2,7 +2,8 @@
 
 Parameter names follow timm's `VisionTransformer` (patch_embed.proj, pos_embed,
 blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}, norm), so a state dict
-exported from here loads into timm with `global_pool="avg", class_token=False`.
+exported from here loads into timm with `global_pool="avg", class_token=False` (with a
+class token: `global_pool="token", class_token=True, no_embed_class=True`).
 Attention is `F.scaled_dot_product_attention`, which picks flash / memory-efficient
 kernels on GPUs and a fused kernel on CPUs.
 """
@@ -63,11 +64,12 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, N, D); `mask` (N, N) bool, True where a query may attend to a key."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).unbind(2)
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
-                                             v.transpose(1, 2))
+                                             v.transpose(1, 2), attn_mask=mask)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
@@ -100,7 +102,7 @@ def init_transformer(module: nn.Module, blocks: nn.ModuleList) -> None:
             nn.init.trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
+        elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     for layer, block in enumerate(blocks, start=1):
@@ -114,6 +116,7 @@ class ViTSpec:
     image_size: int = 32
     patch_size: int = 4
     in_chans: int = 3
+    class_token: bool = False  # a learned [CLS] token first; features() is its output
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -125,12 +128,14 @@ class ViTSpec:
 
 
 class VisionTransformer(nn.Module):
-    """Patch embedding + fixed positions + pre-norm blocks + final norm; no class token.
+    """Patch embedding + fixed positions + pre-norm blocks + final norm; a class token only
+    when the spec asks for one (LeWM's encoder), without a position (timm's no_embed_class).
 
-    `forward(images, keep=None)` returns tokens (B, N, D); with `keep` (B, K) indices into
-    the raster-ordered patch grid, only those tokens are embedded and encoded (B, K, D).
-    Images of another size than the spec's (multiples of the patch) are accepted.
-    `features(images)` is the mean-pooled representation used by probes.
+    `forward(images, keep=None)` returns tokens (B, N, D), the class token first when there
+    is one (`num_prefix` = 1); with `keep` (B, K) indices into the raster-ordered patch grid,
+    only those patches are embedded and encoded. Images of another size than the spec's
+    (multiples of the patch) are accepted. `features(images)` is the representation probes
+    read: the class token's output, else the mean of the patch tokens.
     """
 
     def __init__(self, spec: ViTSpec):
@@ -148,7 +153,12 @@ class VisionTransformer(nn.Module):
         self.register_buffer("pos_embed", sincos_2d(dim, spec.grid)[None], persistent=True)
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.num_prefix = int(spec.class_token)
+        if spec.class_token:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         init_transformer(self, self.blocks)
+        if spec.class_token:
+            nn.init.normal_(self.cls_token, std=1e-6)
 
     @property
     def num_patches(self) -> int:
@@ -166,9 +176,16 @@ class VisionTransformer(nn.Module):
         x = x.flatten(2).transpose(1, 2) + self.positions(tuple(x.shape[-2:]))
         if keep is not None:
             x = gather_tokens(x, keep)
+        if self.num_prefix:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward(images).mean(dim=1)
+        tokens = self.forward(images)
+        return tokens[:, 0] if self.num_prefix else tokens.mean(dim=1)
+
+    def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) outputs of the patches alone (the class token dropped)."""
+        return self.forward(images)[:, self.num_prefix:]

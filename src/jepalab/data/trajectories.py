@@ -1,0 +1,182 @@
+"""Trajectories in HDF5, and windows of them for world models.
+
+File layout (format "jepalab-trajectories/1"), episodes laid end to end:
+  pixels          uint8 (F, S, S, 3)   every frame of every episode
+  actions         float32 (F, A)       the action taken at that frame (zeros at an
+                                       episode's last frame, which has none)
+  proprio         float32 (F, P)       the agent's own state (positions, velocities)
+  episode_starts  int64 (E + 1,)       episode e is frames [starts[e], starts[e + 1])
+  attrs           format, env, env_kwargs (JSON), policy, seed, episodes, steps, version
+
+`TrajectoryData` serves windows: `window` frames `frameskip` apart, and between each two
+the `frameskip` actions taken, flattened into one block action (frameskip * A numbers).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jepalab.data.images import DataError, resize_uint8
+
+FORMAT = "jepalab-trajectories/1"
+KEYS = ("pixels", "actions", "proprio")
+
+
+class EpisodeWriter:
+    """Appends episodes to a new HDF5 file written under a temporary name and moved into
+    place by `close()`, so a killed collection never leaves a file that looks complete."""
+
+    def __init__(self, path: str | Path, attrs: dict):
+        import h5py
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.file = h5py.File(self.tmp, "w")
+        self.file.attrs.update({"format": FORMAT, **{k: _attr(v) for k, v in attrs.items()}})
+        self.starts = [0]
+
+    def add(self, pixels: np.ndarray, actions: np.ndarray, proprio: np.ndarray) -> None:
+        """One episode: pixels (T+1, S, S, 3) uint8, actions (T, A), proprio (T+1, P)."""
+        if not (len(pixels) == len(proprio) == len(actions) + 1):
+            raise ValueError(f"an episode needs T+1 frames and proprio for T actions, got "
+                             f"{len(pixels)} frames, {len(actions)} actions, {len(proprio)} "
+                             "proprio rows")
+        actions = np.concatenate([actions, np.zeros_like(actions[:1])]).astype(np.float32)
+        arrays = {"pixels": np.asarray(pixels, np.uint8), "actions": actions,
+                  "proprio": np.asarray(proprio, np.float32)}
+        for key, value in arrays.items():
+            if key not in self.file:
+                chunk = (min(64, len(value)),) + value.shape[1:]
+                self.file.create_dataset(key, data=value, maxshape=(None,) + value.shape[1:],
+                                         chunks=chunk, compression="lzf")
+            else:
+                data = self.file[key]
+                data.resize(len(data) + len(value), axis=0)
+                data[-len(value):] = value
+        self.starts.append(self.starts[-1] + len(pixels))
+
+    def close(self) -> Path:
+        self.file.create_dataset("episode_starts", data=np.asarray(self.starts, np.int64))
+        self.file.attrs["episodes"] = len(self.starts) - 1
+        self.file.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _attr(value):
+    return json.dumps(value) if isinstance(value, (dict, list)) else value
+
+
+def read_trajectories(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+    """(arrays by key, episode_starts, attrs) of a trajectory file, checked."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"trajectory file {path} does not exist; write one with "
+                        "`jepalab collect ENV --out FILE.h5`")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+            if attrs.get("format") != FORMAT:
+                raise DataError(f"{path} is not a jepalab trajectory file (format "
+                                f"{attrs.get('format')!r}, expected {FORMAT!r})")
+            missing = [k for k in (*KEYS, "episode_starts") if k not in f]
+            if missing:
+                raise DataError(f"{path} lacks the dataset(s) {', '.join(missing)}")
+            arrays = {k: f[k][:] for k in KEYS}
+            starts = f["episode_starts"][:]
+    except OSError as e:
+        raise DataError(f"{path} could not be read as HDF5: {e}") from None
+    if starts[0] != 0 or starts[-1] != len(arrays["pixels"]) or np.any(np.diff(starts) < 2):
+        raise DataError(f"{path}: episode_starts does not cut the {len(arrays['pixels'])} "
+                        "frames into episodes of at least 2 frames")
+    attrs["env_kwargs"] = json.loads(attrs.get("env_kwargs", "{}"))
+    return arrays, starts, attrs
+
+
+@dataclass
+class TrajectorySplit:
+    """Frames of some episodes, and the windows that fit in them."""
+    images: torch.Tensor      # uint8 (F, 3, S, S): every frame (what the collapse monitor reads)
+    actions: torch.Tensor     # float32 (F, A)
+    proprio: torch.Tensor     # float32 (F, P)
+    starts: torch.Tensor      # int64 (W,): first frame of each window
+    window: int
+    frameskip: int
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Windows `index`: frames uint8 (B, window, 3, S, S), actions (B, window - 1,
+        frameskip * A) (the block taken after each frame but the last), proprio (B, window, P)."""
+        offsets = torch.arange(self.window) * self.frameskip
+        frames = self.starts[index][:, None] + offsets                       # (B, W)
+        steps = frames[:, :-1, None] + torch.arange(self.frameskip)          # (B, W-1, k)
+        actions = self.actions[steps].flatten(2)
+        return {"frames": self.images[frames], "actions": actions,
+                "proprio": self.proprio[frames]}
+
+
+@dataclass
+class TrajectoryData:
+    name: str
+    train: TrajectorySplit
+    val: TrajectorySplit
+    env: str
+    env_kwargs: dict
+    action_dim: int           # per env step; a block action has frameskip times as many
+    frameskip: int
+    classes: tuple = ()       # no labels: the trainer's interface for image data
+
+    @property
+    def block_action_dim(self) -> int:
+        return self.action_dim * self.frameskip
+
+    def describe(self) -> dict:
+        return {"path": self.name, "env": self.env, "env_kwargs": self.env_kwargs,
+                "action_dim": self.action_dim, "frameskip": self.frameskip}
+
+
+def load_trajectories(path: str | Path, *, image_size: int, window: int, frameskip: int,
+                      val_fraction: float = 0.05, seed: int = 0) -> TrajectoryData:
+    """Read a trajectory file, resize its frames to `image_size`, and split its episodes
+    into train and val (a `val_fraction` of them, chosen by `seed`)."""
+    arrays, starts, attrs = read_trajectories(path)
+    lengths = np.diff(starts)
+    span = (window - 1) * frameskip + 1
+    if lengths.max() < span:
+        raise DataError(f"{path}: episodes have at most {lengths.max()} frames, fewer than a "
+                        f"window of {window} frames {frameskip} apart needs ({span}); lower "
+                        "data.window or data.frameskip, or collect longer episodes")
+    images = resize_uint8(torch.from_numpy(arrays["pixels"]).permute(0, 3, 1, 2), image_size)
+    actions = torch.from_numpy(arrays["actions"]).float()
+    proprio = torch.from_numpy(arrays["proprio"]).float()
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    n_val = max(1, int(round(len(lengths) * val_fraction))) if len(lengths) > 1 else 0
+    splits = []
+    for episodes in (np.sort(order[n_val:]), np.sort(order[:n_val])):
+        frames = [np.arange(starts[e], starts[e + 1]) for e in episodes]
+        keep = torch.from_numpy(np.concatenate(frames)) if frames else torch.zeros(0, dtype=int)
+        # window starts, renumbered into the split's own frame positions
+        offsets = np.cumsum([0] + [len(f) for f in frames])
+        window_starts = [offsets[i] + np.arange(max(0, len(f) - span + 1))
+                         for i, f in enumerate(frames)]
+        splits.append(TrajectorySplit(
+            images[keep], actions[keep], proprio[keep],
+            torch.from_numpy(np.concatenate(window_starts or [np.zeros(0, int)])).long(),
+            window, frameskip))
+    return TrajectoryData(str(path), splits[0], splits[1], env=str(attrs.get("env", "")),
+                          env_kwargs=attrs["env_kwargs"], action_dim=actions.shape[1],
+                          frameskip=frameskip)

@@ -1,0 +1,81 @@
+"""What every environment shares: spaces, the reset/step bookkeeping, action checks.
+
+A subclass implements the task: `_reset_task(rng, options) -> category`, `_apply(action)`
+(advance the physics one step), `_render(goal: bool) -> uint8 (S, S, 3)`, `proprio()`,
+`success()` and `expert_action(rng)`.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class PixelEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    render_mode = "rgb_array"
+    max_episode_steps = 100
+
+    def __init__(self, size: int, action_dim: int, proprio_dim: int):
+        if not (isinstance(size, int) and 8 <= size <= 512):
+            raise ValueError(f"{type(self).__name__}: size must be an int in [8, 512] pixels, "
+                             f"got {size!r}")
+        self.size = size
+        image = spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.observation_space = spaces.Dict({
+            "pixels": image, "goal": image,
+            "proprio": spaces.Box(-np.inf, np.inf, (proprio_dim,), np.float32)})
+        self.action_space = spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
+        self._goal_pixels = None
+        self._t = 0
+
+    # --- the contract ---------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        category = self._reset_task(self.np_random, dict(options or {}))
+        self._goal_pixels = self._render(goal=True)
+        self._t = 0
+        return self._observation(), {"success": self.success(), "category": category}
+
+    def step(self, action):
+        if self._goal_pixels is None:
+            raise RuntimeError(f"{type(self).__name__}: call reset() before step()")
+        action = np.asarray(action, dtype=np.float32)
+        if action.shape != self.action_space.shape or not np.isfinite(action).all():
+            raise ValueError(f"{type(self).__name__}: action must be {self.action_space.shape} "
+                             f"finite numbers in [-1, 1], got {action!r}")
+        self._apply(np.clip(action, -1.0, 1.0))
+        self._t += 1
+        done = bool(self.success())
+        truncated = not done and self._t >= self.max_episode_steps
+        return self._observation(), float(done), done, truncated, {"success": done}
+
+    def render(self) -> np.ndarray:
+        return self._render(goal=False)
+
+    def episode_options(self, index: int) -> dict:
+        """Reset options for evaluation episode `index` (none by default)."""
+        return {}
+
+    def _observation(self) -> dict:
+        return {"pixels": self._render(goal=False), "goal": self._goal_pixels,
+                "proprio": np.asarray(self.proprio(), dtype=np.float32)}
+
+    # --- the task (subclasses) --------------------------------------------------------
+    def _reset_task(self, rng: np.random.Generator, options: dict) -> str:
+        raise NotImplementedError
+
+    def _apply(self, action: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _render(self, goal: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def proprio(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def success(self) -> bool:
+        raise NotImplementedError
+
+    def expert_action(self, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError

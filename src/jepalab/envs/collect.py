@@ -1,0 +1,85 @@
+"""Data collection: run a policy in an environment and write its episodes to HDF5.
+
+Policies (per env step, from one numpy generator seeded by the collection's seed):
+  random        a uniform action in [-1, 1]^A, kept for a geometric number of steps (a new
+                one with probability 1/`hold` each step): a random walk that goes places
+  noisy-expert  the environment's `expert_action` plus Gaussian noise (std `noise`), clipped
+Episodes run for a fixed number of steps whatever happens (success does not end them), so
+every episode has the same length; episode e resets with seed `seed * 100_003 + e`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from jepalab import __version__
+from jepalab.data.trajectories import EpisodeWriter
+from jepalab.envs import make
+
+POLICIES = ("random", "noisy-expert")
+
+
+class Policy:
+    def __init__(self, name: str, env, rng: np.random.Generator, *, hold: float = 5.0,
+                 noise: float = 0.5):
+        if name not in POLICIES:
+            raise ValueError(f"unknown policy {name!r}; valid: {', '.join(POLICIES)}")
+        self.name, self.env, self.rng, self.hold, self.noise = name, env, rng, hold, noise
+        self.previous = None
+
+    def __call__(self) -> np.ndarray:
+        space = self.env.action_space
+        if self.name == "random":
+            if self.previous is None or self.rng.random() < 1.0 / self.hold:
+                self.previous = self.rng.uniform(-1.0, 1.0, space.shape).astype(np.float32)
+            return self.previous
+        action = self.env.expert_action(self.rng) + self.rng.normal(0.0, self.noise, space.shape)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    def reset(self) -> None:
+        self.previous = None
+
+
+def collect(env_name: str, out: str | Path, *, episodes: int, steps: int | None = None,
+            policy: str = "random", seed: int = 0, env_kwargs: dict | None = None,
+            show_progress: bool = True, **policy_kwargs) -> Path:
+    """Collect `episodes` episodes of `steps` steps (default: the env's budget) into `out`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    env_kwargs = dict(env_kwargs or {})
+    env = make(env_name, **env_kwargs)
+    steps = steps or env.max_episode_steps
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    rng = np.random.default_rng(seed)
+    act = Policy(policy, env, rng, **policy_kwargs)
+    writer = EpisodeWriter(out, {"env": env_name, "env_kwargs": env_kwargs, "policy": policy,
+                                 "policy_kwargs": policy_kwargs, "seed": seed, "steps": steps,
+                                 "version": __version__})
+    bar = Progress(TextColumn(f"[bold]collect {env_name}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), disable=not show_progress)
+    try:
+        with bar:
+            task = bar.add_task("collect", total=episodes)
+            for episode in range(episodes):
+                obs, _ = env.reset(seed=seed * 100_003 + episode)
+                act.reset()
+                pixels, proprio, actions = [obs["pixels"]], [obs["proprio"]], []
+                for _ in range(steps):
+                    action = act()
+                    obs, *_ = env.step(action)
+                    actions.append(action)
+                    pixels.append(obs["pixels"])
+                    proprio.append(obs["proprio"])
+                writer.add(np.stack(pixels), np.stack(actions), np.stack(proprio))
+                bar.update(task, advance=1)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if hasattr(env, "close"):
+            env.close()
+    return writer.close()

@@ -1,0 +1,66 @@
+"""Latent world models and planning.
+
+A world model (LeWM, V-JEPA 2-AC-style, DINO-WM-style; each also a method the trainer
+trains on trajectory data) exposes, besides the method interface:
+  encode(pixels uint8 (B, 3, H, W)) -> latents (B, N, D)     N tokens per frame (1: CLS)
+  predict(latents (B, T, N, D), actions (B, T, A)) -> (B, T, N, D)
+      the latent after each frame's block action, seeing `history` frames back
+  history: int                                               frames of context it was trained on
+`rollout` chains `predict` over a plan; the planners in `planners.py` search actions whose
+rolled-out latents come close to the goal's; `evaluate.py` runs them in the environments.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+def rollout(model, context: torch.Tensor, context_actions: torch.Tensor,
+            plan: torch.Tensor) -> torch.Tensor:
+    """Predict the latents a plan leads to, one block at a time (autoregressively).
+
+    context (B, k, N, D): latents of the last k frames, the current one last;
+    context_actions (B, k - 1, A): the blocks taken between them;
+    plan (B, H, A): the blocks to try. Returns (B, H, N, D): the latent after each block.
+    """
+    latents, actions = context, context_actions
+    out = []
+    for h in range(plan.shape[1]):
+        actions = torch.cat([actions, plan[:, h:h + 1]], dim=1)[:, -model.history:]
+        latents = latents[:, -model.history:]
+        nxt = model.predict(latents, actions)[:, -1:]
+        out.append(nxt)
+        latents = torch.cat([latents, nxt], dim=1)
+    return torch.cat(out, dim=1)
+
+
+def load_world_model(run_dir: str | Path):
+    """(model in eval mode, data description) of a world-model run directory: the method
+    rebuilt from its config.json, weights from its latest checkpoint; the description
+    (data.json: env, env_kwargs, action_dim, frameskip) says what it was trained on."""
+    from safetensors.torch import load_file
+
+    from jepalab import checkpoint
+    from jepalab.config import from_dict
+    from jepalab.train import build_method
+
+    run_dir = Path(run_dir)
+    described = run_dir / "data.json"
+    if not (run_dir / "config.json").exists() or not described.exists():
+        raise FileNotFoundError(f"{run_dir} is not a world-model run (it needs config.json and "
+                                "data.json, written by `jepalab train` on trajectory data)")
+    found = checkpoint.latest(run_dir)
+    if found is None:
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint yet; train it first")
+    raw = json.loads((run_dir / "config.json").read_text())
+    raw["method"] = dict(raw["method"])
+    cfg = from_dict(raw, recipe=raw.get("recipe", ""))
+    data = json.loads(described.read_text())
+    model = build_method(cfg, data["action_dim"] * data["frameskip"])
+    model.load_state_dict(load_file(found / "model.safetensors"))
+    if not hasattr(model, "encode"):
+        raise ValueError(f"{run_dir} was trained with method {cfg.method_name!r}, which is not "
+                         "a world model")
+    return model.eval(), data

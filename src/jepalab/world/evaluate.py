@@ -1,0 +1,282 @@
+"""Goal-reaching evaluation: plan in latent space, act in the environment, count successes.
+
+Episode i of an evaluation resets the environment with seed `10_000_000 + 1000 * seed + i`
+and the environment's `episode_options(i)` (Two-Room: odd episodes cross the door), so
+every model, planner and baseline meets the same starts and goals. Model-predictive
+control: encode the current frame (with up to `history` frames of context), plan
+`horizon` blocks, execute the first `execute` of them (each block: one action repeated
+`frameskip` env steps), replan; until success or the env's budget runs out.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jepalab.world import rollout
+from jepalab.world.planners import make_planner
+
+COSTS = ("last", "sum")
+
+
+@dataclass
+class PlanSettings:
+    planner: str = "cem"
+    horizon: int = 5          # blocks planned ahead
+    execute: int = 1          # blocks executed before replanning
+    cost: str = "sum"         # "last": distance at the last block; "sum": summed over all
+    episodes: int = 50
+    seed: int = 0
+    planner_options: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.cost not in COSTS:
+            raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
+        if not 1 <= self.execute <= self.horizon:
+            raise ValueError(f"execute must be in [1, horizon={self.horizon}], got "
+                             f"{self.execute}")
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+
+
+def episode_seed(seed: int, index: int) -> int:
+    return 10_000_000 + 1000 * seed + index
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def latent_cost(predicted: torch.Tensor, goal: torch.Tensor, mode: str) -> torch.Tensor:
+    """predicted (N, H, T, D) latents, goal (T, D) -> (N,) mean squared distance at the last
+    block ("last") or summed over the blocks ("sum")."""
+    distance = (predicted - goal).square().mean(dim=(-1, -2))        # (N, H)
+    return distance[:, -1] if mode == "last" else distance.sum(dim=1)
+
+
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
+
+
+class Agent:
+    """Plans with a world model; `act(obs)` returns the blocks to execute next."""
+
+    def __init__(self, model, settings: PlanSettings, action_dim: int, frameskip: int):
+        self.model, self.settings = model, settings
+        self.action_dim, self.frameskip = action_dim, frameskip
+        self.planner = make_planner(settings.planner, **settings.planner_options)
+
+    def reset(self, goal_pixels: np.ndarray) -> None:
+        self.goal = self.model.encode(to_tensor(goal_pixels))[0]
+        self.latents, self.blocks, self.warm = [], [], None
+
+    def observe(self, pixels: np.ndarray, block: torch.Tensor | None) -> None:
+        """The frame reached (after `block`, the block action taken before it, if any)."""
+        self.latents.append(self.model.encode(to_tensor(pixels)))
+        if block is not None:
+            self.blocks.append(block[None])
+        keep = self.model.history
+        self.latents = self.latents[-keep:]
+        self.blocks = self.blocks[len(self.blocks) - (len(self.latents) - 1):]
+
+    def plan(self) -> torch.Tensor:
+        s = self.settings
+        context = torch.cat(self.latents, dim=0)[None]                 # (1, k, T, D)
+        past = (torch.cat(self.blocks, dim=0)[None] if self.blocks
+                else context.new_zeros(1, 0, self.action_dim * self.frameskip))
+
+        def cost(plans: torch.Tensor) -> torch.Tensor:
+            n = plans.shape[0]
+            predicted = rollout(self.model, context.expand(n, -1, -1, -1),
+                                past.expand(n, -1, -1), self.block(plans))
+            return latent_cost(predicted, self.goal, s.cost)
+
+        plan = self.planner.plan(cost, s.horizon, self.action_dim, mean=self.warm)
+        self.warm = torch.cat([plan[s.execute:], torch.zeros(s.execute, self.action_dim)])
+        return plan[:s.execute]
+
+    def block(self, actions: torch.Tensor) -> torch.Tensor:
+        """(..., A) actions -> (..., frameskip * A) block actions (the action repeated)."""
+        return actions.repeat(*([1] * (actions.ndim - 1)), self.frameskip)
+
+
+@dataclass
+class EpisodeResult:
+    index: int
+    category: str
+    success: bool
+    steps: int
+    plan_ms: list[float]
+
+
+def run_episode(env, index: int, seed: int, frameskip: int, agent: Agent | None,
+                rng: np.random.Generator, frames: list | None = None) -> EpisodeResult:
+    """One episode; `agent` None is the random baseline (a uniform action per block)."""
+    obs, info = env.reset(seed=episode_seed(seed, index), options=env.episode_options(index))
+    success, steps, plan_ms = info["success"], 0, []
+    if agent is not None:
+        agent.reset(obs["goal"])
+        agent.observe(obs["pixels"], None)
+    if frames is not None:
+        frames.append(np.concatenate([obs["pixels"], obs["goal"]], axis=1))
+    budget = env.max_episode_steps
+    while not success and steps < budget:
+        if agent is None:
+            blocks = torch.from_numpy(rng.uniform(-1, 1, (1,) + env.action_space.shape)).float()
+        else:
+            began = time.perf_counter()
+            blocks = agent.plan()
+            plan_ms.append(1000 * (time.perf_counter() - began))
+        for action in blocks:
+            for _ in range(frameskip):
+                obs, _, terminated, truncated, info = env.step(action.numpy())
+                steps += 1
+                if frames is not None:
+                    frames.append(np.concatenate([obs["pixels"], obs["goal"]], axis=1))
+                if terminated or truncated:
+                    break
+            success = info["success"]
+            if success or steps >= budget:
+                break
+            if agent is not None:
+                agent.observe(obs["pixels"], agent.block(action))
+    return EpisodeResult(index, _category(env, index), bool(success), steps, plan_ms)
+
+
+def _category(env, index: int) -> str:
+    options = env.episode_options(index)
+    if "cross_door" in options:
+        return "cross-door" if options["cross_door"] else "same-room"
+    return "all"
+
+
+def summarise(name: str, results: list[EpisodeResult]) -> dict:
+    """Success rate with its 95% interval, overall and per category; plan times."""
+    row = {"name": name}
+    groups = {"all": results}
+    for r in results:
+        if r.category != "all":
+            groups.setdefault(r.category, []).append(r)
+    for key, group in groups.items():
+        wins = sum(r.success for r in group)
+        low, high = wilson(wins, len(group))
+        row[key] = {"success": wins / len(group), "ci95": [low, high], "episodes": len(group)}
+    times = [t for r in results for t in r.plan_ms]
+    row["plan_ms_median"] = float(np.median(times)) if times else 0.0
+    row["plan_ms_p90"] = float(np.percentile(times, 90)) if times else 0.0
+    row["plans"] = len(times)
+    return row
+
+
+def evaluate(env, agent: Agent | None, settings: PlanSettings, frameskip: int, name: str,
+             gif: Path | None = None, gif_episodes: int = 3, progress=None) -> dict:
+    """Run `settings.episodes` fixed-seed episodes; return the summary row."""
+    rng = np.random.default_rng(settings.seed)
+    torch.manual_seed(settings.seed)
+    results, movie = [], []
+    for i in range(settings.episodes):
+        frames = movie if gif is not None and i < gif_episodes else None
+        results.append(run_episode(env, i, settings.seed, frameskip, agent, rng, frames))
+        if progress is not None:
+            progress(i + 1, results)
+    if gif is not None and movie:
+        write_gif(gif, movie)
+    row = summarise(name, results)
+    row["settings"] = asdict(settings)
+    row["episodes_detail"] = [asdict(r) | {"plan_ms": None} for r in results]
+    return row
+
+
+def write_gif(path: Path, frames: list[np.ndarray], fps: int = 10) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scale = max(1, 128 // frames[0].shape[0])
+    images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale),
+                                       Image.NEAREST) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
+
+
+def save(path: Path, rows: list[dict]) -> None:
+    from jepalab.checkpoint import atomic_write_text
+
+    atomic_write_text(path, json.dumps(rows, indent=1))
+
+
+def plan_table(rows: list[dict]):
+    """A rich table: success with its 95% interval, per category, and plan times."""
+    from rich.table import Table
+
+    categories = [k for k in ("same-room", "cross-door") if any(k in r for r in rows)]
+    table = Table(title="goal reaching (success %, 95% interval)")
+    for column in ("model / planner", "success", *categories, "ms/plan (median)", "p90"):
+        table.add_column(column, justify="left" if column == "model / planner" else "right")
+
+    def cell(entry: dict | None) -> str:
+        if entry is None:
+            return "-"
+        low, high = entry["ci95"]
+        return (f"{100 * entry['success']:.0f} [{100 * low:.0f}, {100 * high:.0f}] "
+                f"(n={entry['episodes']})")
+
+    for row in rows:
+        timed = row["plans"] > 0
+        table.add_row(row["name"], cell(row["all"]), *(cell(row.get(c)) for c in categories),
+                      f"{row['plan_ms_median']:.0f}" if timed else "-",
+                      f"{row['plan_ms_p90']:.0f}" if timed else "-")
+    return table
+
+
+def run_plan(env_name: str, model_dir: str | Path, settings: PlanSettings, *, out: Path,
+             random_baseline: bool = True, gif_episodes: int = 3,
+             show_progress: bool = True) -> list[dict]:
+    """`jepalab plan`: evaluate a world model (and the random baseline) on fixed episodes;
+    write OUT/plan.json and OUT/episodes.gif; return the rows."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from jepalab.envs import make
+    from jepalab.world import load_world_model
+
+    settings.validate()
+    model, data = load_world_model(model_dir)
+    if data["env"] != env_name:
+        raise ValueError(f"{model_dir} was trained on {data['env']!r} data, not {env_name!r}")
+    env = make(env_name, **data["env_kwargs"])
+    frameskip = data["frameskip"]
+    torch.set_grad_enabled(settings.planner == "gradient")
+    name = f"{Path(model_dir).name} / {settings.planner} ({settings.cost} cost)"
+    runs = [(name, Agent(model, settings, data["action_dim"], frameskip), out / "episodes.gif")]
+    if random_baseline:
+        runs.append(("random actions", None, None))
+    rows = []
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[status]}"), disable=not show_progress)
+    with bar:
+        for label, agent, gif in runs:
+            task = bar.add_task(label, total=settings.episodes, status="")
+
+            def progress(done, results, task=task):
+                wins = sum(r.success for r in results)
+                bar.update(task, completed=done, status=f"{wins}/{done} reached")
+
+            rows.append(evaluate(env, agent, settings, frameskip, label, gif=gif,
+                                 gif_episodes=gif_episodes, progress=progress))
+    torch.set_grad_enabled(True)
+    if hasattr(env, "close"):
+        env.close()
+    out.mkdir(parents=True, exist_ok=True)
+    save(out / "plan.json", rows)
+    Console().print(plan_table(rows))
+    return rows

@@ -1,0 +1,113 @@
+"""Planners: search a plan of H block actions in [-1, 1]^A that minimises a batched cost.
+
+A cost maps candidate plans (N, H, A) to costs (N,); all N candidates are scored in one
+call (one batched rollout of the world model). Each planner's `plan(cost, horizon,
+action_dim, mean=None)` returns the plan (H, A); `mean` warm-starts it (the previous plan
+shifted by what was executed).
+
+  CEM       (LeWM / DINO-WM's defaults: 300 samples, top 30, 30 iterations, std 1):
+            sample around a Gaussian, refit it to the best `elites`
+  MPPI      sample around the mean, move it to the exponentially weighted average
+            (weights exp(-(cost - min) / temperature)), refit the std the same way
+  gradient  Adam on `starts` plans at once (through tanh, so they stay in [-1, 1]),
+            the cost back-propagated through the world model; the best plan wins
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+Cost = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _initial(mean, horizon: int, action_dim: int) -> torch.Tensor:
+    if mean is None:
+        return torch.zeros(horizon, action_dim)
+    if tuple(mean.shape) != (horizon, action_dim):
+        raise ValueError(f"warm start must be ({horizon}, {action_dim}), got "
+                         f"{tuple(mean.shape)}")
+    return mean.clone()
+
+
+@dataclass
+class CEM:
+    samples: int = 300
+    elites: int = 30
+    iterations: int = 30
+    init_std: float = 1.0
+    min_std: float = 0.05  # keeps the search from freezing on one candidate
+
+    def __post_init__(self):
+        if not 1 <= self.elites <= self.samples:
+            raise ValueError(f"CEM: elites must be in [1, samples={self.samples}], "
+                             f"got {self.elites}")
+        if self.iterations < 1:
+            raise ValueError(f"CEM: iterations must be >= 1, got {self.iterations}")
+
+    @torch.no_grad()
+    def plan(self, cost: Cost, horizon: int, action_dim: int, mean=None) -> torch.Tensor:
+        mean = _initial(mean, horizon, action_dim)
+        std = torch.full_like(mean, self.init_std)
+        for _ in range(self.iterations):
+            candidates = (mean + std * torch.randn(self.samples, horizon, action_dim)).clamp(-1, 1)
+            candidates[0] = mean  # the current mean is always a candidate
+            best = cost(candidates).topk(self.elites, largest=False).indices
+            elite = candidates[best]
+            mean, std = elite.mean(0), elite.std(0).clamp_min(self.min_std)
+        return mean
+
+
+@dataclass
+class MPPI:
+    samples: int = 300
+    iterations: int = 30
+    init_std: float = 1.0
+    temperature: float = 0.05  # in units of the cost's spread (see plan)
+    min_std: float = 0.05
+
+    @torch.no_grad()
+    def plan(self, cost: Cost, horizon: int, action_dim: int, mean=None) -> torch.Tensor:
+        mean = _initial(mean, horizon, action_dim)
+        std = torch.full_like(mean, self.init_std)
+        for _ in range(self.iterations):
+            candidates = (mean + std * torch.randn(self.samples, horizon, action_dim)).clamp(-1, 1)
+            candidates[0] = mean
+            costs = cost(candidates)
+            # temperature relative to the spread of this batch's costs: scale-free
+            scale = (costs.std() + 1e-12) * self.temperature
+            weights = torch.softmax(-(costs - costs.min()) / scale, dim=0)[:, None, None]
+            mean = (weights * candidates).sum(0)
+            std = (weights * (candidates - mean).square()).sum(0).sqrt().clamp_min(self.min_std)
+        return mean
+
+
+@dataclass
+class Gradient:
+    starts: int = 16
+    steps: int = 50
+    lr: float = 0.05
+
+    def plan(self, cost: Cost, horizon: int, action_dim: int, mean=None) -> torch.Tensor:
+        init = torch.empty(self.starts, horizon, action_dim).uniform_(-0.9, 0.9)
+        init[0] = _initial(mean, horizon, action_dim).clamp(-0.99, 0.99)
+        raw = torch.atanh(init).requires_grad_(True)
+        optimiser = torch.optim.Adam([raw], lr=self.lr)
+        with torch.enable_grad():
+            for _ in range(self.steps):
+                optimiser.zero_grad(set_to_none=True)
+                cost(torch.tanh(raw)).sum().backward()
+                optimiser.step()
+        with torch.no_grad():
+            plans = torch.tanh(raw)
+            return plans[cost(plans).argmin()]
+
+
+PLANNERS = {"cem": CEM, "mppi": MPPI, "gradient": Gradient}
+
+
+def make_planner(name: str, **kwargs):
+    if name not in PLANNERS:
+        raise ValueError(f"unknown planner {name!r}; valid: {', '.join(PLANNERS)}")
+    return PLANNERS[name](**kwargs)

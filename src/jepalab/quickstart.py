@@ -2,8 +2,11 @@
 
 1. train I-JEPA on the built-in shapes data (recipe `ijepa-quickstart`);
 2. probe it beside a random-init encoder (3 seeds), raw pixels and a supervised model of
-   the same architecture trained for the same steps (the ceiling);
-3. print the table and where the run directory, curves and checkpoint are.
+   the same architecture trained for the same steps (the ceiling); print the table;
+3. collect Two-Room episodes and train a small LeWM-style world model on them
+   (recipe `lewm-quickstart`);
+4. plan with it (CEM) on fixed start/goal episodes beside random actions; print the table.
+Every step resumes: a second call reuses what the first one finished.
 """
 from __future__ import annotations
 
@@ -18,16 +21,19 @@ from jepalab.report import plot_curves, probe_table
 from jepalab.train import ensure_trained
 
 RECIPE = "ijepa-quickstart"
+WORLD_RECIPE = "lewm-quickstart"
+WORLD_EPISODES = 400      # noisy-expert Two-Room episodes of 100 steps, 32 px
+PLAN_EPISODES = 10        # half of them across the door
 
 
 def quickstart(out: Path, show_progress: bool = True) -> dict:
     console = Console()
     run_dir = Path(out) / "ijepa"
     cfg = load_config(RECIPE)
-    console.print(f"[bold]1/2[/bold] training I-JEPA ({RECIPE}: {cfg.model.arch}, "
+    console.print(f"[bold]1/4[/bold] training I-JEPA ({RECIPE}: {cfg.model.arch}, "
                   f"{cfg.train.steps} steps of {cfg.train.batch_size}) into {run_dir}")
     ensure_trained(cfg, run_dir, show_progress)
-    console.print("[bold]2/2[/bold] probing it beside random init, raw pixels and the "
+    console.print("[bold]2/4[/bold] probing it beside random init, raw pixels and the "
                   "same-budget supervised ceiling")
     result = probe_run(run_dir, show_progress=show_progress)
     console.print(probe_table(result))
@@ -41,5 +47,31 @@ def quickstart(out: Path, show_progress: bool = True) -> dict:
     console.print(f"run directory: {run_dir}\ncurves: {plot_curves(run_dir)}\n"
                   f"checkpoint: {folder}\nprobe table: {run_dir / 'probe.json'}\n"
                   f"load the encoder: jepalab.load({str(run_dir)!r})")
+    result["planning"] = world_model(Path(out), console, show_progress)
     return result
+
+
+def world_model(out: Path, console: Console, show_progress: bool) -> list[dict]:
+    """Steps 3 and 4: a Two-Room world model, and planning with it."""
+    from jepalab.envs.collect import collect
+    from jepalab.world.evaluate import PlanSettings, run_plan
+
+    data, run_dir = out / "two-room.h5", out / "lewm"
+    if not data.exists():
+        console.print(f"[bold]3/4[/bold] collecting {WORLD_EPISODES} Two-Room episodes "
+                      f"(noisy expert) into {data}, then training a LeWM-style world model")
+        collect("two-room", data, episodes=WORLD_EPISODES, policy="noisy-expert", noise=1.0,
+                env_kwargs={"size": 32}, show_progress=show_progress)
+    else:
+        console.print(f"[bold]3/4[/bold] training a LeWM-style world model on {data}")
+    cfg = load_config(WORLD_RECIPE, [f"data.name=trajectories:{data}"])
+    ensure_trained(cfg, run_dir, show_progress)
+    console.print(f"[bold]4/4[/bold] planning with it (CEM, {PLAN_EPISODES} fixed episodes, "
+                  "half across the door) beside random actions")
+    settings = PlanSettings(episodes=PLAN_EPISODES, execute=5)
+    rows = run_plan("two-room", run_dir, settings, out=run_dir / "plan",
+                    show_progress=show_progress)
+    console.print(f"world model: {run_dir}; episodes: {run_dir / 'plan' / 'episodes.gif'}; "
+                  f"the full Two-Room recipe: jepalab train lewm-two-room (README)")
+    return rows
 

@@ -164,7 +164,9 @@ def load_trajectories(path: str | Path, *, image_size: int, window: int, framesk
     actions = torch.from_numpy(arrays["actions"]).float()
     proprio = torch.from_numpy(arrays["proprio"]).float()
     order = np.random.default_rng(seed).permutation(len(lengths))
-    n_val = max(1, int(round(len(lengths) * val_fraction))) if len(lengths) > 1 else 0
+    n_val = int(round(len(lengths) * val_fraction))
+    if val_fraction > 0 and len(lengths) > 1:  # at least one episode each side
+        n_val = min(max(n_val, 1), len(lengths) - 1)
     splits = []
     for episodes in (np.sort(order[n_val:]), np.sort(order[:n_val])):
         frames = [np.arange(starts[e], starts[e + 1]) for e in episodes]

@@ -27,6 +27,7 @@ METHODS = {
     "byol": "jepalab.methods.byol",
     "cpc": "jepalab.methods.cpc",
     "dino": "jepalab.methods.dino",
+    "dino-wm": "jepalab.world.dino_wm",
     "ijepa": "jepalab.methods.ijepa",
     "ijepa-sigreg": "jepalab.methods.ijepa_sigreg",
     "imax": "jepalab.methods.imax",
@@ -38,6 +39,7 @@ METHODS = {
     "simclr": "jepalab.methods.simclr",
     "supervised": "jepalab.methods.supervised",
     "vicreg": "jepalab.methods.vicreg",
+    "vjepa-ac": "jepalab.world.vjepa_ac",
 }
 
 

@@ -56,6 +56,8 @@ def load_world_model(run_dir: str | Path):
         raise FileNotFoundError(f"{run_dir} holds no checkpoint yet; train it first")
     raw = json.loads((run_dir / "config.json").read_text())
     raw["method"] = dict(raw["method"])
+    if "encoder" in raw["method"]:  # a frozen encoder: the checkpoint holds its own copy
+        raw["method"]["encoder"] = str(found / "encoder.safetensors")
     cfg = from_dict(raw, recipe=raw.get("recipe", ""))
     data = json.loads(described.read_text())
     model = build_method(cfg, data["action_dim"] * data["frameskip"])

@@ -21,7 +21,7 @@ import torch
 from jepalab.world import rollout
 from jepalab.world.planners import make_planner
 
-COSTS = ("last", "sum")
+COSTS = ("last", "sum", "graph")
 
 
 @dataclass
@@ -29,7 +29,9 @@ class PlanSettings:
     planner: str = "cem"
     horizon: int = 5          # blocks planned ahead
     execute: int = 1          # blocks executed before replanning
-    cost: str = "sum"         # "last": distance at the last block; "sum": summed over all
+    cost: str = "sum"         # "last": latent distance at the last block; "sum": summed over
+                              # the blocks; "graph": blocks to the goal on the data's graph
+                              # (world/graph.py), summed over the blocks
     episodes: int = 50
     seed: int = 0
     planner_options: dict = field(default_factory=dict)
@@ -72,13 +74,18 @@ def to_tensor(pixels: np.ndarray) -> torch.Tensor:
 class Agent:
     """Plans with a world model; `act(obs)` returns the blocks to execute next."""
 
-    def __init__(self, model, settings: PlanSettings, action_dim: int, frameskip: int):
-        self.model, self.settings = model, settings
+    def __init__(self, model, settings: PlanSettings, action_dim: int, frameskip: int,
+                 graph=None):
+        if settings.cost == "graph" and graph is None:
+            raise ValueError("the graph cost needs a TemporalGraph of the training data")
+        self.model, self.settings, self.graph = model, settings, graph
         self.action_dim, self.frameskip = action_dim, frameskip
         self.planner = make_planner(settings.planner, **settings.planner_options)
 
     def reset(self, goal_pixels: np.ndarray) -> None:
         self.goal = self.model.encode(to_tensor(goal_pixels))[0]
+        if self.graph is not None:
+            self.graph.set_goal(self.goal)
         self.latents, self.blocks, self.warm = [], [], None
 
     def observe(self, pixels: np.ndarray, block: torch.Tensor | None) -> None:
@@ -100,6 +107,8 @@ class Agent:
             n = plans.shape[0]
             predicted = rollout(self.model, context.expand(n, -1, -1, -1),
                                 past.expand(n, -1, -1), self.block(plans))
+            if s.cost == "graph":
+                return self.graph.cost(predicted).sum(dim=1)
             return latent_cost(predicted, self.goal, s.cost)
 
         plan = self.planner.plan(cost, s.horizon, self.action_dim, mean=self.warm)
@@ -257,7 +266,13 @@ def run_plan(env_name: str, model_dir: str | Path, settings: PlanSettings, *, ou
     frameskip = data["frameskip"]
     torch.set_grad_enabled(settings.planner == "gradient")
     name = f"{Path(model_dir).name} / {settings.planner} ({settings.cost} cost)"
-    runs = [(name, Agent(model, settings, data["action_dim"], frameskip), out / "episodes.gif")]
+    graph = None
+    if settings.cost == "graph":
+        from jepalab.world.graph import TemporalGraph
+
+        graph = TemporalGraph.from_trajectories(model, data["path"], frameskip)
+    agent = Agent(model, settings, data["action_dim"], frameskip, graph)
+    runs = [(name, agent, out / "episodes.gif")]
     if random_baseline:
         runs.append(("random actions", None, None))
     rows = []

@@ -55,7 +55,7 @@ class CEM:
             candidates[0] = mean  # the current mean is always a candidate
             best = cost(candidates).topk(self.elites, largest=False).indices
             elite = candidates[best]
-            mean, std = elite.mean(0), elite.std(0).clamp_min(self.min_std)
+            mean, std = elite.mean(0), elite.std(0, correction=0).clamp_min(self.min_std)
         return mean
 
 
@@ -86,8 +86,8 @@ class MPPI:
 @dataclass
 class Gradient:
     starts: int = 16
-    steps: int = 50
-    lr: float = 0.05
+    steps: int = 100
+    lr: float = 0.1
 
     def plan(self, cost: Cost, horizon: int, action_dim: int, mean=None) -> torch.Tensor:
         init = torch.empty(self.starts, horizon, action_dim).uniform_(-0.9, 0.9)

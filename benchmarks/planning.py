@@ -1,0 +1,81 @@
+"""Milliseconds per plan, for each planner and world model, side by side in one run.
+
+    python benchmarks/planning.py                       # default-sized models, untrained
+    python benchmarks/planning.py --model runs/lewm-two-room --model runs/dino-wm-two-room
+
+Plan time does not depend on the weights, only on the model's shape and the planner's
+budget, so without --model the script times freshly built models of each recipe's shape
+(LeWM; V-JEPA 2-AC / DINO-WM need an encoder run and are timed only with --model).
+Each plan starts from a Two-Room observation with a full history, as in `jepalab plan`.
+Prints a table: model, planner, median and p90 ms per plan, over --plans plans.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from jepalab.config import load_config
+from jepalab.envs import make
+from jepalab.train import build_method
+from jepalab.world import load_world_model
+from jepalab.world.evaluate import Agent, PlanSettings
+
+PLANNERS = ("cem", "mppi", "gradient")
+
+
+def untrained(recipe: str, overrides: list[str]):
+    cfg = load_config(recipe, ["data.name=trajectories:unused.h5", *overrides])
+    model = build_method(cfg, 2 * cfg.data.frameskip).eval()
+    return model, {"env": "two-room", "env_kwargs": {}, "action_dim": 2,
+                   "frameskip": cfg.data.frameskip}
+
+
+def time_plans(model, data: dict, planner: str, plans: int) -> list[float]:
+    env = make(data["env"], **data["env_kwargs"])
+    settings = PlanSettings(planner=planner)
+    agent = Agent(model, settings, data["action_dim"], data["frameskip"])
+    obs, _ = env.reset(seed=0)
+    agent.reset(obs["goal"])
+    for _ in range(model.history):  # a full context, as in the middle of an episode
+        agent.observe(obs["pixels"], agent.block(torch.zeros(data["action_dim"])))
+    torch.set_grad_enabled(planner == "gradient")
+    times = []
+    for _ in range(plans + 1):
+        began = time.perf_counter()
+        agent.plan()
+        times.append(1000 * (time.perf_counter() - began))
+    torch.set_grad_enabled(True)
+    return times[1:]  # the first call warms up
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", default=[], help="world-model run dirs")
+    parser.add_argument("--planners", default=",".join(PLANNERS))
+    parser.add_argument("--plans", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="overrides for the untrained LeWM (e.g. method.history=1)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = [(run, *load_world_model(run)) for run in args.model]
+    if not models:
+        models = [("lewm-two-room (untrained) " + " ".join(args.set),
+                   *untrained("lewm-two-room", args.set))]
+    print(f"threads: {torch.get_num_threads()}; CEM 300 samples x 30 iterations, horizon 5")
+    print(f"| {'model':<44} | {'planner':<8} | {'median ms':>9} | {'p90 ms':>7} |")
+    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 11}|{'-' * 9}|")
+    for name, model, data in models:
+        for planner in args.planners.split(","):
+            times = time_plans(model, data, planner, args.plans)
+            print(f"| {name:<44} | {planner:<8} | {statistics.median(times):9.0f} | "
+                  f"{np.percentile(times, 90):7.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""DINO-WM-style world model (Zhou et al. 2024): a predictor over the patch tokens of a frozen
+pretrained encoder, its action concatenated to every token. The frozen-encoder baseline.
+
+Per window of T frames (`data.window`, `data.frameskip` apart) and the T - 1 block actions
+between them:
+  z_t = ViT(frame_t) patch tokens                     (N, D); frozen, no norm beyond the ViT's
+  e_t = Linear(a_t)                                   a 10-number action embedding
+  ẑ_{t+1} = predictor([z_<=t ; e_<=t])               e_t concatenated to each token of frame
+                                                      t; causal over `history` frames
+  loss = mean_t ||ẑ_{t+1} - z_{t+1}||² / (N D)        teacher forcing only
+DINO-WM's encoder is DINOv2 ViT-S/14 (384 wide, 196 patches per frame); no weights can be
+downloaded here, so the encoder is a trained jepalab run's (`method.encoder`: e.g. a LeWM or
+an I-JEPA encoder), loaded, frozen and kept as V-JEPA 2-AC's is (world.vjepa_ac). DINO-WM's
+predictor (6 layers, 16 heads, dropout 0.1, learned positions over its frames) runs at the
+width of the concatenated token, 384 + 10 (+ 10 for proprioception, left out here: the planner
+feeds actions only); here the concatenated token is projected to `predictor_width`, there is
+no dropout, and the defaults are scaled for a CPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from jepalab.methods import StepOutput
+from jepalab.nn.predictor import frame_causal_mask
+from jepalab.nn.vit import Attention, Mlp, ViTSpec, init_transformer
+from jepalab.world.vjepa_ac import FrozenEncoder, check_encoder
+
+DATA_KIND = "trajectories"
+
+
+class MaskedBlock(nn.Module):
+    """Pre-norm transformer block whose attention takes a mask (nn.vit.Block takes none)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim, eps=1e-6), Attention(dim, num_heads)
+        self.norm2, self.mlp = nn.LayerNorm(dim, eps=1e-6), Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class ConcatPredictor(nn.Module):
+    """From the tokens of frames 1..T and the action after each, predict the tokens of frames
+    2..T+1. Each frame's action embedding is concatenated to each of its N tokens; the result
+    is projected to `width`, given a learned position per (frame, token), and passed through
+    `depth` pre-norm blocks under a block-causal mask (frame t sees t - history + 1 ... t)."""
+
+    def __init__(self, embed_dim: int, action_dim: int, tokens: int, *, action_embed_dim: int = 10,
+                 width: int = 128, depth: int = 3, num_heads: int = 4, history: int = 3,
+                 max_frames: int = 16):
+        super().__init__()
+        self.history, self.max_frames, self.tokens = history, max_frames, tokens
+        self.action_encoder = nn.Linear(action_dim, action_embed_dim)
+        self.input_proj = nn.Linear(embed_dim + action_embed_dim, width)
+        self.pos_embed = nn.Parameter(torch.zeros(1, max_frames, tokens, width))
+        self.blocks = nn.ModuleList(MaskedBlock(width, num_heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(width, eps=1e-6)
+        self.output_proj = nn.Linear(width, embed_dim)
+        init_transformer(self, self.blocks)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def forward(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """latents (B, T, N, D), actions (B, T, A) -> predicted next latents (B, T, N, D)."""
+        b, t, n, _ = latents.shape
+        if t > self.max_frames or n != self.tokens:
+            raise ValueError(f"ConcatPredictor: {t} frames of {n} tokens; it takes at most "
+                             f"{self.max_frames} frames of {self.tokens} tokens")
+        action = self.action_encoder(actions)[:, :, None].expand(-1, -1, n, -1)
+        x = self.input_proj(torch.cat([latents, action], dim=-1)) + self.pos_embed[:, :t]
+        x = x.reshape(b, t * n, -1)
+        mask = frame_causal_mask(t, n, self.history, x.device)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.output_proj(self.norm(x)).view(b, t, n, -1)
+
+
+@dataclass
+class Config:
+    encoder: str = ""               # the frozen encoder: a jepalab run dir or encoder file
+    history: int = 3                # frames of context the predictor sees (num_hist)
+    action_embed_dim: int = 10      # what is concatenated to each token
+    predictor_width: int = 128
+    predictor_depth: int = 3
+    predictor_heads: int = 4
+
+    def validate(self) -> None:
+        check_encoder(self.encoder)
+        for key in ("history", "action_embed_dim", "predictor_width", "predictor_depth",
+                    "predictor_heads"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"method.{key} must be >= 1, got {getattr(self, key)}")
+        if self.predictor_width % self.predictor_heads:
+            raise ValueError(f"method.predictor_width {self.predictor_width} must be divisible "
+                             f"by method.predictor_heads {self.predictor_heads}")
+
+
+class Method(nn.Module):
+    def __init__(self, cfg: Config, spec: ViTSpec, action_dim: int):
+        super().__init__()
+        self.cfg, self.history = cfg, cfg.history
+        self.encoder = FrozenEncoder(cfg.encoder, spec)
+        grid = self.encoder.grid
+        self.predictor = ConcatPredictor(self.encoder.vit.embed_dim, action_dim,
+                                         grid[0] * grid[1],
+                                         action_embed_dim=cfg.action_embed_dim,
+                                         width=cfg.predictor_width, depth=cfg.predictor_depth,
+                                         num_heads=cfg.predictor_heads, history=cfg.history)
+
+    def forward(self, batch: dict) -> StepOutput:
+        frames = batch["frames"]
+        b, t = frames.shape[:2]
+        z = self.encode(frames.flatten(0, 1)).unflatten(0, (b, t))      # (B, T, N, D)
+        prediction = F.mse_loss(self.predict(z[:, :-1], batch["actions"]), z[:, 1:])
+        return StepOutput(prediction, {"prediction": prediction.item()})
+
+    def on_step_end(self, progress: float) -> None:
+        pass
+
+    def eval_encoder(self) -> nn.Module:
+        return self.encoder.vit
+
+    # --- world-model interface (see jepalab.world) ----------------------------------------
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.encoder(pixels)
+
+    def predict(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.predictor(latents, actions)

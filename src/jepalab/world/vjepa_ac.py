@@ -1,0 +1,147 @@
+"""V-JEPA 2-AC-style world model (Assran et al. 2025): an action-conditioned predictor
+trained on the patch tokens of a frozen, pretrained encoder.
+
+Per window of T frames (`data.window`, `data.frameskip` apart) and the T - 1 block actions
+between them:
+  z_t = LayerNorm(ViT(frame_t) patch tokens)          (N, D); frozen ViT, parameter-free norm
+  ẑ_{t+1} = LayerNorm(predictor(z_<=t, a_<=t))        over all N tokens of each frame, block-
+                                                      causal over `history` frames
+  teacher forcing: ẑ_2..ẑ_T from the true z_1..z_{T-1}
+  rollout: ẑ_2..ẑ_{1+k} from z_1 alone, each step fed the previous predictions (k =
+           `rollout_steps`, the paper's auto_steps = 2)
+  loss = mean |ẑ - z| (teacher forcing)  +  mean |ẑ - z| (rollout)      both L1, weight 1
+The encoder is any trained jepalab ViT (`method.encoder`: a run directory or an
+encoder.safetensors); it gets no gradient and stays in eval mode, and it is kept inside the
+module, so a checkpoint of this method holds it. V-JEPA 2-AC's encoder is a V-JEPA 2 ViT-g
+at 256 px; its predictor is 24 layers of width 1024 with 3D RoPE and takes the action and
+the robot state as two extra tokens per frame. Here the one shared predictor
+(nn.predictor.ActionPredictor) conditions on the action by AdaLN-zero instead, with 2D
+sin-cos positions, and no state token; the defaults are scaled for a CPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import jepalab
+from jepalab.data.images import resize_uint8
+from jepalab.data.views import to_float
+from jepalab.methods import StepOutput
+from jepalab.nn.predictor import ActionPredictor
+from jepalab.nn.vit import ViTSpec
+from jepalab.world import rollout
+
+DATA_KIND = "trajectories"
+VALID_ENCODERS = ("a jepalab run directory (e.g. runs/lewm-two-room, from `jepalab train "
+                  "lewm-two-room train.run_dir=runs/lewm-two-room`), one of its checkpoint-*/ "
+                  "folders, or an encoder.safetensors file")
+
+
+class FrozenEncoder(nn.Module):
+    """A trained jepalab ViT (`jepalab.load(path)`), frozen: no parameter takes a gradient,
+    and `train()` leaves it in eval mode. `forward(pixels uint8 (M, 3, H, W))` resizes the
+    pixels to the encoder's own image size and returns its patch tokens (M, N, D)."""
+
+    def __init__(self, path: str, spec: ViTSpec):
+        super().__init__()
+        where = Path(path)
+        if not where.exists():
+            raise FileNotFoundError(f"method.encoder: {path} does not exist; give "
+                                    f"{VALID_ENCODERS}")
+        self.vit = jepalab.load(where)
+        own = self.vit.spec
+        if (own.arch, own.patch_size) != (spec.arch, spec.patch_size):
+            raise ValueError(f"method.encoder {path} is a {own.arch} with patches of "
+                             f"{own.patch_size} px, but the config says model.arch={spec.arch} "
+                             f"model.patch_size={spec.patch_size}; set model.arch={own.arch} "
+                             f"model.patch_size={own.patch_size}")
+        self.vit.requires_grad_(False)
+        self.train(False)
+
+    def train(self, mode: bool = True) -> FrozenEncoder:
+        return super().train(False)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.vit.spec.grid
+
+    @torch.no_grad()
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        images = resize_uint8(pixels, self.vit.spec.image_size)
+        return self.vit.patch_tokens(to_float(images))
+
+
+def check_encoder(encoder: str) -> None:
+    """Config-time check of `method.encoder`: given. Whether it exists is checked when the
+    method is built (as the data file is when it is read), so recipes validate anywhere."""
+    if not encoder:
+        raise ValueError(f"method.encoder is required: {VALID_ENCODERS}")
+
+
+@dataclass
+class Config:
+    encoder: str = ""               # the frozen encoder: a jepalab run dir or encoder file
+    history: int = 3                # frames of context the predictor sees
+    rollout_steps: int = 2          # frames predicted autoregressively in the rollout loss
+    predictor_width: int = 128
+    predictor_depth: int = 3
+    predictor_heads: int = 4
+
+    def validate(self) -> None:
+        check_encoder(self.encoder)
+        for key in ("history", "predictor_width", "predictor_depth", "predictor_heads"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"method.{key} must be >= 1, got {getattr(self, key)}")
+        if self.rollout_steps < 0:
+            raise ValueError(f"method.rollout_steps must be >= 0 (0: no rollout loss), got "
+                             f"{self.rollout_steps}")
+        if self.predictor_width % self.predictor_heads:
+            raise ValueError(f"method.predictor_width {self.predictor_width} must be divisible "
+                             f"by method.predictor_heads {self.predictor_heads}")
+
+
+class Method(nn.Module):
+    def __init__(self, cfg: Config, spec: ViTSpec, action_dim: int):
+        super().__init__()
+        self.cfg, self.history = cfg, cfg.history
+        self.encoder = FrozenEncoder(cfg.encoder, spec)
+        self.predictor = ActionPredictor(self.encoder.vit.embed_dim, action_dim,
+                                         width=cfg.predictor_width, depth=cfg.predictor_depth,
+                                         num_heads=cfg.predictor_heads, history=cfg.history,
+                                         grid=self.encoder.grid)
+
+    def forward(self, batch: dict) -> StepOutput:
+        frames, actions = batch["frames"], batch["actions"]
+        b, t = frames.shape[:2]
+        if self.cfg.rollout_steps > t - 1:
+            raise ValueError(f"method.rollout_steps {self.cfg.rollout_steps} needs windows of at "
+                             f"least {self.cfg.rollout_steps + 1} frames, but data.window is "
+                             f"{t}; raise data.window or lower method.rollout_steps")
+        z = self.encode(frames.flatten(0, 1)).unflatten(0, (b, t))      # (B, T, N, D)
+        teacher = (self.predict(z[:, :-1], actions) - z[:, 1:]).abs().mean()
+        loss, logs = teacher, {"teacher_forcing": teacher.item()}
+        k = self.cfg.rollout_steps
+        if k:
+            rolled = rollout(self, z[:, :1], actions[:, :0], actions[:, :k])
+            free = (rolled - z[:, 1:k + 1]).abs().mean()
+            loss, logs["rollout"] = loss + free, free.item()
+        return StepOutput(loss, logs)
+
+    def on_step_end(self, progress: float) -> None:
+        pass
+
+    def eval_encoder(self) -> nn.Module:
+        return self.encoder.vit
+
+    # --- world-model interface (see jepalab.world) ----------------------------------------
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        tokens = self.encoder(pixels)
+        return F.layer_norm(tokens, tokens.shape[-1:])
+
+    def predict(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        predicted = self.predictor(latents, actions)
+        return F.layer_norm(predicted, predicted.shape[-1:])

@@ -1,0 +1,91 @@
+"""Trajectory files: the HDF5 round trip, windows with frameskip, clear errors."""
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from jepalab.data.images import DataError
+from jepalab.data.trajectories import load_trajectories, read_trajectories
+from jepalab.envs import make
+from jepalab.envs.collect import collect
+
+
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("traj") / "two-room.h5"
+    return collect("two-room", path, episodes=3, steps=12, policy="random", seed=7,
+                   env_kwargs={"size": 16}, show_progress=False)
+
+
+def test_round_trip_replays_exactly(small_file):
+    arrays, starts, attrs = read_trajectories(small_file)
+    assert attrs["env"] == "two-room" and attrs["policy"] == "random" and attrs["seed"] == 7
+    assert attrs["env_kwargs"] == {"size": 16} and attrs["episodes"] == 3
+    assert starts.tolist() == [0, 13, 26, 39]
+    assert arrays["pixels"].shape == (39, 16, 16, 3) and arrays["pixels"].dtype == np.uint8
+    assert arrays["actions"].shape == (39, 2) and arrays["proprio"].shape == (39, 2)
+    # the recorded actions, replayed from the recorded seed, give the recorded frames
+    env = make("two-room", size=16)
+    for e in range(3):
+        frames = range(starts[e], starts[e + 1])
+        obs, _ = env.reset(seed=7 * 100_003 + e)
+        np.testing.assert_array_equal(obs["pixels"], arrays["pixels"][frames[0]])
+        for f in frames[:-1]:
+            obs, *_ = env.step(arrays["actions"][f])
+            np.testing.assert_array_equal(obs["pixels"], arrays["pixels"][f + 1])
+            np.testing.assert_allclose(obs["proprio"], arrays["proprio"][f + 1])
+        assert not arrays["actions"][frames[-1]].any()  # the last frame has no action
+
+
+def test_windows_follow_frameskip(small_file):
+    data = load_trajectories(small_file, image_size=16, window=3, frameskip=4, val_fraction=0.0)
+    arrays, _, _ = read_trajectories(small_file)
+    # 13 frames per episode, a window spans 9: 5 windows per episode
+    assert len(data.train) == 15 and len(data.val) == 0
+    assert data.block_action_dim == 8 and data.describe()["env"] == "two-room"
+    batch = data.train.batch(torch.tensor([6]))  # episode 1, first frame 13 + 1
+    assert batch["frames"].shape == (1, 3, 3, 16, 16)
+    assert batch["actions"].shape == (1, 2, 8) and batch["proprio"].shape == (1, 3, 2)
+    for k, frame in enumerate((14, 18, 22)):
+        expected = torch.from_numpy(arrays["pixels"][frame]).permute(2, 0, 1)
+        assert torch.equal(batch["frames"][0, k], expected)
+    blocks = torch.from_numpy(arrays["actions"][14:22]).reshape(2, 8)
+    assert torch.equal(batch["actions"][0], blocks)
+
+
+def test_val_split_holds_whole_episodes(small_file):
+    data = load_trajectories(small_file, image_size=8, window=2, frameskip=1, val_fraction=0.34)
+    assert len(data.val.images) == 13 and len(data.train.images) == 26
+    assert data.train.images.shape[-1] == 8  # resized
+
+
+def test_errors_name_the_file_and_the_fix(tmp_path, small_file):
+    with pytest.raises(DataError, match="jepalab collect"):
+        read_trajectories(tmp_path / "missing.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(DataError, match="not a jepalab trajectory file"):
+        read_trajectories(tmp_path / "other.h5")
+    (tmp_path / "text.h5").write_text("hello")
+    with pytest.raises(DataError, match="could not be read as HDF5"):
+        read_trajectories(tmp_path / "text.h5")
+    with pytest.raises(DataError, match="lower data.window"):
+        load_trajectories(small_file, image_size=16, window=4, frameskip=5)
+
+
+def test_killed_collection_leaves_no_file(tmp_path, monkeypatch):
+    from jepalab.envs.two_room import TwoRoom
+
+    calls = {"n": 0}
+    step = TwoRoom.step
+
+    def failing_step(self, action):
+        calls["n"] += 1
+        if calls["n"] > 20:
+            raise KeyboardInterrupt
+        return step(self, action)
+
+    monkeypatch.setattr(TwoRoom, "step", failing_step)
+    with pytest.raises(KeyboardInterrupt):
+        collect("two-room", tmp_path / "t.h5", episodes=5, steps=10, show_progress=False)
+    assert list(tmp_path.iterdir()) == []

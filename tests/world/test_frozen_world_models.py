@@ -1,0 +1,137 @@
+"""World models on a frozen encoder (V-JEPA 2-AC-style, DINO-WM-style): the encoder stays
+frozen while the predictor learns, a run reloads for planning, and misuse fails clearly."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from jepalab.checkpoint import encoder_metadata
+from jepalab.config import ConfigError, from_dict
+from jepalab.data.trajectories import load_trajectories
+from jepalab.envs.collect import collect
+from jepalab.nn.vit import VisionTransformer, ViTSpec
+from jepalab.train import build_method, parameter_groups, train
+from jepalab.world import load_world_model, rollout
+
+torch.set_num_threads(1)
+
+METHODS = ("vjepa-ac", "dino-wm")
+PREDICTION_LOG = {"vjepa-ac": "teacher_forcing", "dino-wm": "prediction"}
+STEPS, WINDOW, FRAMESKIP = 80, 4, 5
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A small Two-Room trajectory file and a random (untrained) ViT saved as an encoder."""
+    root = tmp_path_factory.mktemp("frozen")
+    collect("two-room", root / "t.h5", episodes=8, steps=30, env_kwargs={"size": 32},
+            show_progress=False)
+    torch.manual_seed(0)
+    vit = VisionTransformer(ViTSpec("vit_nano", 32, 8))
+    save_file(vit.state_dict(), root / "encoder.safetensors", metadata=encoder_metadata(vit))
+    return root
+
+
+def raw_config(files, name: str, **method) -> dict:
+    return {"method": {"name": name, "encoder": str(files / "encoder.safetensors"), **method},
+            "data": {"name": f"trajectories:{files / 't.h5'}", "image_size": 32,
+                     "window": WINDOW, "frameskip": FRAMESKIP},
+            "model": {"arch": "vit_nano", "patch_size": 8},
+            "optim": {"lr": 1e-3, "warmup_steps": 5, "weight_decay": 0.0,
+                      "weight_decay_end": 0.0},
+            "train": {"steps": STEPS, "batch_size": 16, "log_every": 4, "monitor_every": 0,
+                      "checkpoint_every": 1000, "device": "cpu", "threads": 1}}
+
+
+def a_batch(files, size: int = 4) -> dict:
+    data = load_trajectories(files / "t.h5", image_size=32, window=WINDOW, frameskip=FRAMESKIP)
+    return data.train.batch(torch.arange(size))
+
+
+@pytest.fixture(scope="module", params=METHODS)
+def trained(request, files):
+    name = request.param
+    run_dir = files / f"run-{name}"
+    method = train(from_dict(raw_config(files, name)), run_dir, show_progress=False)
+    return name, run_dir, method
+
+
+def test_the_encoder_stays_frozen(trained, files):
+    _, run_dir, method = trained
+    original = load_file(files / "encoder.safetensors")
+    after = method.eval_encoder().state_dict()
+    assert all(torch.equal(after[key], value) for key, value in original.items())
+    assert all(not p.requires_grad and p.grad is None for p in method.encoder.parameters())
+    optimised = {id(p) for group in parameter_groups(method) for p in group["params"]}
+    assert not optimised & {id(p) for p in method.encoder.parameters()}
+    assert optimised == {id(p) for p in method.predictor.parameters()}
+    method.train()
+    assert not method.encoder.training and method.predictor.training
+    # the run's own checkpoint holds the frozen encoder, so the run is self-contained
+    saved = load_file(run_dir / (run_dir / "latest").read_text().strip() / "encoder.safetensors")
+    assert all(torch.equal(saved[key], value) for key, value in original.items())
+
+
+def test_training_lowers_the_prediction_loss(trained):
+    name, run_dir, _ = trained
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [row[PREDICTION_LOG[name]] for row in rows if PREDICTION_LOG[name] in row]
+    assert len(losses) == STEPS // 4
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    print(f"{name}: prediction loss {first:.4f} -> {last:.4f}")
+    assert last < 0.5 * first
+    if name == "vjepa-ac":
+        assert all("rollout" in row for row in rows)
+
+
+def test_the_run_reloads_and_rolls_out(trained, files):
+    _, run_dir, method = trained
+    model, described = load_world_model(run_dir)
+    assert described["action_dim"] * described["frameskip"] == 2 * FRAMESKIP
+    batch = a_batch(files)
+    pixels = batch["frames"][:, :2].flatten(0, 1)
+    latents = model.encode(pixels).unflatten(0, (4, 2))
+    assert latents.shape == (4, 2, 16, 128)
+    assert torch.allclose(latents, method.eval().encode(pixels).unflatten(0, (4, 2)))
+    plan = torch.randn(4, 5, 2 * FRAMESKIP)
+    with torch.no_grad():
+        future = rollout(model, latents, batch["actions"][:, :1], plan)
+        again = rollout(method, latents, batch["actions"][:, :1], plan)
+    assert future.shape == (4, 5, 16, 128) and torch.isfinite(future).all()
+    assert torch.allclose(future, again, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_a_prediction_sees_no_later_frame(files, name):
+    cfg = from_dict(raw_config(files, name))
+    method = build_method(cfg, 2 * FRAMESKIP).eval()
+    batch = a_batch(files)
+    z = method.encode(batch["frames"].flatten(0, 1)).unflatten(0, (4, WINDOW))
+    with torch.no_grad():
+        whole = method.predict(z, torch.cat([batch["actions"], batch["actions"][:, :1]], 1))
+        first = method.predict(z[:, :1], batch["actions"][:, :1])
+    assert torch.allclose(whole[:, :1], first, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_a_missing_encoder_is_named(files, name):
+    with pytest.raises(ConfigError, match="method.encoder is required"):
+        from_dict(raw_config(files, name, encoder=""))
+    cfg = from_dict(raw_config(files, name, encoder=str(files / "nowhere")))
+    with pytest.raises(FileNotFoundError, match="method.encoder.*nowhere.*run directory"):
+        build_method(cfg, 2 * FRAMESKIP)
+
+
+def test_a_config_unlike_the_encoder_is_refused(files):
+    raw = raw_config(files, "dino-wm")
+    raw["model"]["patch_size"] = 4
+    with pytest.raises(ValueError, match="model.patch_size=8"):
+        build_method(from_dict(raw), 2 * FRAMESKIP)
+
+
+def test_a_rollout_longer_than_the_window_is_refused(files):
+    cfg = from_dict(raw_config(files, "vjepa-ac", rollout_steps=WINDOW))
+    method = build_method(cfg, 2 * FRAMESKIP)
+    with pytest.raises(ValueError, match="method.rollout_steps 4 .* data.window is 4"):
+        method(a_batch(files))

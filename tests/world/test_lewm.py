@@ -1,0 +1,88 @@
+"""LeWM: the predictor's mask and zero-init, a short training whose prediction error falls,
+loading a run back for planning."""
+import json
+
+import pytest
+import torch
+
+from jepalab.config import ConfigError, from_dict
+from jepalab.envs.collect import collect
+from jepalab.nn.predictor import ActionPredictor, frame_causal_mask
+from jepalab.train import train
+from jepalab.world import load_world_model, rollout
+
+
+def test_frame_causal_mask_is_a_sliding_window_over_frames():
+    mask = frame_causal_mask(frames=3, tokens=2, history=2)
+    frame = torch.tensor([0, 0, 1, 1, 2, 2])
+    for q in range(6):
+        for k in range(6):
+            assert mask[q, k] == (0 <= frame[q] - frame[k] < 2)
+
+
+def test_adaln_zero_starts_as_action_blind_and_causal():
+    torch.manual_seed(0)
+    predictor = ActionPredictor(8, 4, width=16, depth=2, num_heads=2, history=2)
+    latents = torch.randn(3, 4, 1, 8)
+    a, b = torch.randn(3, 4, 4), torch.randn(3, 4, 4)
+    assert torch.allclose(predictor(latents, a), predictor(latents, b))  # gates start at 0
+    for block in predictor.blocks:  # once the gates open, actions matter ...
+        torch.nn.init.normal_(block.modulation[1].weight, std=0.5)
+    out = predictor(latents, a)
+    assert not torch.allclose(out, predictor(latents, b))
+    changed = latents.clone()
+    changed[:, 3] += 1.0  # ... and a later frame never changes an earlier prediction
+    assert torch.allclose(predictor(changed, a)[:, :3], out[:, :3], atol=1e-6)
+    changed = latents.clone()
+    changed[:, 0] += 1.0  # nor one further back than the history
+    assert torch.allclose(predictor(changed, a)[:, 2:], out[:, 2:], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("lewm")
+    path = collect("two-room", root / "t.h5", episodes=24, steps=40, policy="noisy-expert",
+                   seed=0, env_kwargs={"size": 16}, show_progress=False)
+    cfg = from_dict({
+        "method": {"name": "lewm", "history": 2, "embed_dim": 16, "projector_hidden": 64,
+                   "predictor_width": 32, "predictor_depth": 2, "predictor_heads": 2,
+                   "sigreg_slices": 64},
+        "data": {"name": f"trajectories:{path}", "image_size": 16, "window": 3,
+                 "frameskip": 2},
+        "model": {"arch": "vit_nano", "patch_size": 8},
+        "optim": {"lr": 2e-3, "warmup_steps": 10, "weight_decay": 1e-3,
+                  "weight_decay_end": 1e-3},
+        "train": {"steps": 150, "batch_size": 32, "log_every": 10, "monitor_every": 0,
+                  "checkpoint_every": 150}})
+    run_dir = root / "run"
+    train(cfg, run_dir, show_progress=False)
+    return run_dir
+
+
+def test_prediction_error_falls_without_collapse(trained):
+    rows = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    first, last = rows[0], rows[-1]
+    assert last["prediction"] < 0.5 * first["prediction"]
+    assert last["sigreg"] < first["sigreg"]  # embeddings no further from Gaussian
+
+
+def test_run_loads_back_as_a_world_model(trained):
+    model, data = load_world_model(trained)
+    assert data == {"path": data["path"], "env": "two-room", "env_kwargs": {"size": 16},
+                    "action_dim": 2, "frameskip": 2}
+    pixels = torch.randint(0, 255, (5, 3, 64, 64), dtype=torch.uint8)  # resized to 16
+    latents = model.encode(pixels)
+    assert latents.shape == (5, 1, 16)
+    z = latents.std(dim=0).mean()
+    assert z > 0.1  # distinct frames, distinct latents
+    plan = torch.zeros(5, 4, 4)
+    out = rollout(model, latents[:, None], torch.zeros(5, 0, 4), plan)
+    assert out.shape == (5, 4, 1, 16)
+
+
+def test_world_model_needs_trajectory_data():
+    with pytest.raises(ConfigError, match="trains on trajectories"):
+        from_dict({"method": {"name": "lewm"}, "data": {"name": "shapes"}})
+    with pytest.raises(ConfigError, match="trains on images"):
+        from_dict({"method": {"name": "ijepa"}, "data": {"name": "trajectories:x.h5"}})

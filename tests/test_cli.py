@@ -18,6 +18,12 @@ def run(*args):
     (["train", "ijepa-shapes", "optim.lr=fast"], ["optim.lr", "'fast'"]),
     (["train", "resume=/no/such/run"], ["resume=/no/such/run", "config.json"]),
     (["probe", "/no/such/run"], ["/no/such/run", "config.json"]),
+    (["train", "lewm-two-room", "data.name=shapes"], ["data.name", "trajectories"]),
+    (["train", "lewm-two-room", "data.name=trajectories:/no/such.h5"],
+     ["/no/such.h5", "jepalab collect"]),
+    (["plan", "two-room", "--model", "/no/such/run"], ["/no/such/run", "data.json"]),
+    (["collect", "two-room", "--episodes", "0"], ["episodes", ">= 1"]),
+    (["collect", "two-room", "--episodes", "1", "--size", "2"], ["size", "[8, 512]"]),
 ])
 def test_bad_input_gives_a_message_not_a_traceback(args, words):
     result = run(*args)

@@ -256,7 +256,8 @@ def sigreg(z: torch.Tensor, *, num_slices: int = 1024, knots: int = 17, t_max: f
     weights = torch.full((knots,), 2 * dt, device=z.device)
     weights[[0, -1]] = dt
     target = torch.exp(-t.square() / 2)
-    x = (z.float() @ directions.float()).unsqueeze(-1) * t          # (..., N, M, knots)
+    with torch.autocast(z.device.type, enabled=False):  # cos / sin of t*x need fp32 inputs
+        x = (z.float() @ directions.float()).unsqueeze(-1) * t      # (..., N, M, knots)
     ecf = torch.stack([x.cos().mean(-3), x.sin().mean(-3)])
     (cos_mean, sin_mean), world = _world_mean(ecf, reduce)
     error = (cos_mean - target).square() + sin_mean.square()        # (..., M, knots)

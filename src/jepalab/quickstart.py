@@ -22,7 +22,7 @@ from jepalab.train import ensure_trained
 
 RECIPE = "ijepa-quickstart"
 WORLD_RECIPE = "lewm-quickstart"
-WORLD_EPISODES = 400      # noisy-expert Two-Room episodes of 100 steps, 32 px
+WORLD_EPISODES = 300      # noisy-expert Two-Room episodes of 100 steps, 32 px
 PLAN_EPISODES = 10        # half of them across the door
 
 

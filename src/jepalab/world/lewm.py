@@ -7,6 +7,9 @@ between them:
                                                       by AdaLN-zero (nn.predictor.ActionPredictor)
   loss = mean_t ||ẑ_{t+1} - z_{t+1}||² / D  +  sigreg_weight * mean_t SIGReg({z_t over the batch})
 No EMA target, no stop-gradient: SIGReg alone keeps the embeddings from collapsing.
+An option beyond LeWM: `rollout_steps` > 0 adds the same error for an autoregressive
+rollout of that many blocks from the first frame (the predictor fed its own outputs, as
+when planning), which keeps multi-step predictions on the data.
 The paper's sizes are ViT-tiny at 224 px, a 2048-wide projector to 192 dimensions and a
 6-layer predictor of width 192 (about 10 M parameters); the defaults here are scaled for a
 CPU: vit_nano at `data.image_size`, a 512-wide projector to 64 dimensions, a 3-layer
@@ -28,6 +31,7 @@ from jepalab.methods import StepOutput
 from jepalab.nn.heads import Projected, mlp
 from jepalab.nn.predictor import ActionPredictor
 from jepalab.nn.vit import VisionTransformer, ViTSpec
+from jepalab.world import rollout
 
 DATA_KIND = "trajectories"
 
@@ -42,12 +46,15 @@ class Config:
     predictor_heads: int = 4
     sigreg_weight: float = 0.1
     sigreg_slices: int = 256
+    rollout_steps: int = 0          # extra loss on an open-loop rollout (0: LeWM's loss)
 
     def validate(self) -> None:
         for key in ("history", "embed_dim", "projector_hidden", "predictor_width",
                     "predictor_depth", "predictor_heads", "sigreg_slices"):
             if getattr(self, key) < 1:
                 raise ValueError(f"method.{key} must be >= 1, got {getattr(self, key)}")
+        if self.rollout_steps < 0:
+            raise ValueError(f"method.rollout_steps must be >= 0, got {self.rollout_steps}")
         if self.sigreg_weight < 0:
             raise ValueError(f"method.sigreg_weight must be >= 0, got {self.sigreg_weight}")
         if self.predictor_width % self.predictor_heads:
@@ -78,7 +85,17 @@ class Method(nn.Module):
         prediction = F.mse_loss(predicted, z[:, 1:])
         regulariser = sigreg(z[:, :, 0].transpose(0, 1), num_slices=self.cfg.sigreg_slices)
         loss = prediction + self.cfg.sigreg_weight * regulariser
-        return StepOutput(loss, {"prediction": prediction.item(), "sigreg": regulariser.item()})
+        logs = {"prediction": prediction.item(), "sigreg_term": regulariser.item()}
+        steps = self.cfg.rollout_steps
+        if steps:
+            if steps > t - 1:
+                raise ValueError(f"method.rollout_steps {steps} needs data.window >= "
+                                 f"{steps + 1}, got {t}")
+            imagined = rollout(self, z[:, :1], batch["actions"][:, :0], batch["actions"][:, :steps])
+            multi_step = F.mse_loss(imagined, z[:, 1:steps + 1])
+            loss = loss + multi_step
+            logs["rollout"] = multi_step.item()
+        return StepOutput(loss, logs)
 
     def on_step_end(self, progress: float) -> None:
         pass

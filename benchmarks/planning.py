@@ -5,7 +5,7 @@
 
 Plan time does not depend on the weights, only on the model's shape and the planner's
 budget, so without --model the script times freshly built models of each recipe's shape
-(LeWM; V-JEPA 2-AC / DINO-WM need an encoder run and are timed only with --model).
+(V-JEPA 2-AC and DINO-WM get a random frozen encoder of their recipe's size).
 Each plan starts from a Two-Room observation with a full history, as in `jepalab plan`.
 Prints a table: model, planner, median and p90 ms per plan, over --plans plans.
 """
@@ -13,21 +13,34 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
-from jepalab.config import load_config
+from jepalab.checkpoint import encoder_metadata
+from jepalab.config import load_config, load_recipe
 from jepalab.envs import make
+from jepalab.nn.vit import VisionTransformer, ViTSpec
 from jepalab.train import build_method
 from jepalab.world import load_world_model
 from jepalab.world.evaluate import Agent, PlanSettings
 
 PLANNERS = ("cem", "mppi", "gradient")
+RECIPES = ("lewm-two-room", "vjepa-ac-two-room", "dino-wm-two-room")
 
 
-def untrained(recipe: str, overrides: list[str]):
+def untrained(recipe: str, overrides: list[str], scratch: Path):
+    raw, _ = load_recipe(recipe)
+    if "encoder" in raw["method"]:  # a random encoder of the recipe's size stands in
+        encoder = VisionTransformer(ViTSpec(raw["model"]["arch"], raw["data"]["image_size"],
+                                            raw["model"]["patch_size"]))
+        path = scratch / f"{recipe}-encoder.safetensors"
+        save_file(encoder.state_dict(), str(path), metadata=encoder_metadata(encoder))
+        overrides = [f"method.encoder={path}", *overrides]
     cfg = load_config(recipe, ["data.name=trajectories:unused.h5", *overrides])
     model = build_method(cfg, 2 * cfg.data.frameskip).eval()
     return model, {"env": "two-room", "env_kwargs": {}, "action_dim": 2,
@@ -58,15 +71,17 @@ def main() -> None:
     parser.add_argument("--planners", default=",".join(PLANNERS))
     parser.add_argument("--plans", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="untrained model shapes")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="overrides for the untrained LeWM (e.g. method.history=1)")
+                        help="overrides for the untrained models (e.g. method.history=1)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     models = [(run, *load_world_model(run)) for run in args.model]
+    scratch = Path(tempfile.mkdtemp())
     if not models:
-        models = [("lewm-two-room (untrained) " + " ".join(args.set),
-                   *untrained("lewm-two-room", args.set))]
+        models = [(f"{recipe} (untrained) " + " ".join(args.set),
+                   *untrained(recipe, args.set, scratch)) for recipe in args.recipes.split(",")]
     print(f"threads: {torch.get_num_threads()}; CEM 300 samples x 30 iterations, horizon 5")
     print(f"| {'model':<44} | {'planner':<8} | {'median ms':>9} | {'p90 ms':>7} |")
     print(f"|{'-' * 46}|{'-' * 10}|{'-' * 11}|{'-' * 9}|")

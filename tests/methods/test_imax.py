@@ -85,7 +85,7 @@ def test_recipe_learns_disparity_and_random_init_does_not(tmp_path):
     (|r| >= 0.8); the same network at its initial weights does not."""
     cfg = load_config("imax-stereograms")
     torch.manual_seed(cfg.train.seed)  # as the trainer does: these are the run's initial weights
-    untrained = build_method(cfg, num_classes=10).eval_encoder()
+    untrained = build_method(cfg, 10).eval_encoder()
     threads = torch.get_num_threads()
     try:
         method = train(cfg, tmp_path, show_progress=False)  # the recipe sets 1 thread

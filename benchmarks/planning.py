@@ -2,12 +2,14 @@
 
     python benchmarks/planning.py                       # default-sized models, untrained
     python benchmarks/planning.py --model runs/lewm-two-room --model runs/dino-wm-two-room
+    python benchmarks/planning.py --model runs/lewm-two-room --costs sum,graph --planners cem
 
 Plan time does not depend on the weights, only on the model's shape and the planner's
 budget, so without --model the script times freshly built models of each recipe's shape
 (V-JEPA 2-AC and DINO-WM get a random frozen encoder of their recipe's size).
 Each plan starts from a Two-Room observation with a full history, as in `jepalab plan`.
-Prints a table: model, planner, median and p90 ms per plan, over --plans plans.
+The graph cost (`--costs graph`) needs a trained model and its data, so only with --model.
+Prints a table: model, planner, cost, median and p90 ms per plan, over --plans plans.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from jepalab.nn.vit import VisionTransformer, ViTSpec
 from jepalab.train import build_method
 from jepalab.world import load_world_model
 from jepalab.world.evaluate import Agent, PlanSettings
+from jepalab.world.graph import TemporalGraph
 
 PLANNERS = ("cem", "mppi", "gradient")
 RECIPES = ("lewm-two-room", "vjepa-ac-two-room", "dino-wm-two-room")
@@ -47,10 +50,15 @@ def untrained(recipe: str, overrides: list[str], scratch: Path):
                    "frameskip": cfg.data.frameskip}
 
 
-def time_plans(model, data: dict, planner: str, plans: int) -> list[float]:
+def time_plans(model, data: dict, planner: str, cost: str, plans: int) -> list[float]:
     env = make(data["env"], **data["env_kwargs"])
-    settings = PlanSettings(planner=planner)
-    agent = Agent(model, settings, data["action_dim"], data["frameskip"])
+    settings = PlanSettings(planner=planner, cost=cost)
+    graph = None
+    if cost == "graph":
+        if "path" not in data:
+            raise SystemExit("--costs graph needs --model RUN_DIR (a trained model and its data)")
+        graph = TemporalGraph.from_trajectories(model, data["path"], data["frameskip"])
+    agent = Agent(model, settings, data["action_dim"], data["frameskip"], graph)
     obs, _ = env.reset(seed=0)
     agent.reset(obs["goal"])
     for _ in range(model.history):  # a full context, as in the middle of an episode
@@ -69,6 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], help="world-model run dirs")
     parser.add_argument("--planners", default=",".join(PLANNERS))
+    parser.add_argument("--costs", default="sum", help="sum, last, graph (comma-separated)")
     parser.add_argument("--plans", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--recipes", default=",".join(RECIPES), help="untrained model shapes")
@@ -83,13 +92,14 @@ def main() -> None:
         models = [(f"{recipe} (untrained) " + " ".join(args.set),
                    *untrained(recipe, args.set, scratch)) for recipe in args.recipes.split(",")]
     print(f"threads: {torch.get_num_threads()}; CEM 300 samples x 30 iterations, horizon 5")
-    print(f"| {'model':<44} | {'planner':<8} | {'median ms':>9} | {'p90 ms':>7} |")
-    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 11}|{'-' * 9}|")
+    print(f"| {'model':<44} | {'planner':<8} | {'cost':<5} | {'median ms':>9} | {'p90 ms':>7} |")
+    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 7}|{'-' * 11}|{'-' * 9}|")
     for name, model, data in models:
         for planner in args.planners.split(","):
-            times = time_plans(model, data, planner, args.plans)
-            print(f"| {name:<44} | {planner:<8} | {statistics.median(times):9.0f} | "
-                  f"{np.percentile(times, 90):7.0f} |", flush=True)
+            for cost in args.costs.split(","):
+                times = time_plans(model, data, planner, cost, args.plans)
+                print(f"| {name:<44} | {planner:<8} | {cost:<5} | {statistics.median(times):9.0f} "
+                      f"| {np.percentile(times, 90):7.0f} |", flush=True)
 
 
 if __name__ == "__main__":

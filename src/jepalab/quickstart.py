@@ -5,7 +5,8 @@
    the same architecture trained for the same steps (the ceiling); print the table;
 3. collect Two-Room episodes and train a small LeWM-style world model on them
    (recipe `lewm-quickstart`);
-4. plan with it (CEM) on fixed start/goal episodes beside random actions; print the table.
+4. plan with it (CEM, graph cost) on fixed start/goal episodes beside random actions;
+   print the table.
 Every step resumes: a second call reuses what the first one finished.
 """
 from __future__ import annotations
@@ -66,9 +67,9 @@ def world_model(out: Path, console: Console, show_progress: bool) -> list[dict]:
         console.print(f"[bold]3/4[/bold] training a LeWM-style world model on {data}")
     cfg = load_config(WORLD_RECIPE, [f"data.name=trajectories:{data}"])
     ensure_trained(cfg, run_dir, show_progress)
-    console.print(f"[bold]4/4[/bold] planning with it (CEM, {PLAN_EPISODES} fixed episodes, "
-                  "half across the door) beside random actions")
-    settings = PlanSettings(episodes=PLAN_EPISODES, execute=5)
+    console.print(f"[bold]4/4[/bold] planning with it (CEM, graph cost, {PLAN_EPISODES} fixed "
+                  "episodes, half across the door) beside random actions")
+    settings = PlanSettings(episodes=PLAN_EPISODES, execute=5, cost="graph")
     rows = run_plan("two-room", run_dir, settings, out=run_dir / "plan",
                     show_progress=show_progress)
     console.print(f"world model: {run_dir}; episodes: {run_dir / 'plan' / 'episodes.gif'}; "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,8 +78,10 @@ def _attr(value):
     return json.dumps(value) if isinstance(value, (dict, list)) else value
 
 
-def read_trajectories(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
-    """(arrays by key, episode_starts, attrs) of a trajectory file, checked."""
+@contextmanager
+def open_trajectories(path: str | Path):
+    """A trajectory file, open and checked: yields (h5py file, episode_starts, attrs), for
+    readers that need only part of it."""
     import h5py
 
     path = Path(path)
@@ -86,22 +89,32 @@ def read_trajectories(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarr
         raise DataError(f"trajectory file {path} does not exist; write one with "
                         "`jepalab collect ENV --out FILE.h5`")
     try:
-        with h5py.File(path, "r") as f:
-            attrs = dict(f.attrs)
-            if attrs.get("format") != FORMAT:
-                raise DataError(f"{path} is not a jepalab trajectory file (format "
-                                f"{attrs.get('format')!r}, expected {FORMAT!r})")
-            missing = [k for k in (*KEYS, "episode_starts") if k not in f]
-            if missing:
-                raise DataError(f"{path} lacks the dataset(s) {', '.join(missing)}")
-            arrays = {k: f[k][:] for k in KEYS}
-            starts = f["episode_starts"][:]
+        f = h5py.File(path, "r")
     except OSError as e:
         raise DataError(f"{path} could not be read as HDF5: {e}") from None
-    if starts[0] != 0 or starts[-1] != len(arrays["pixels"]) or np.any(np.diff(starts) < 2):
-        raise DataError(f"{path}: episode_starts does not cut the {len(arrays['pixels'])} "
-                        "frames into episodes of at least 2 frames")
-    attrs["env_kwargs"] = json.loads(attrs.get("env_kwargs", "{}"))
+    with f:
+        attrs = dict(f.attrs)
+        if attrs.get("format") != FORMAT:
+            raise DataError(f"{path} is not a jepalab trajectory file (format "
+                            f"{attrs.get('format')!r}, expected {FORMAT!r})")
+        missing = [k for k in (*KEYS, "episode_starts") if k not in f]
+        if missing:
+            raise DataError(f"{path} lacks the dataset(s) {', '.join(missing)}")
+        starts, frames = f["episode_starts"][:], len(f["pixels"])
+        if starts[0] != 0 or starts[-1] != frames or np.any(np.diff(starts) < 2):
+            raise DataError(f"{path}: episode_starts does not cut the {frames} frames into "
+                            "episodes of at least 2 frames")
+        attrs["env_kwargs"] = json.loads(attrs.get("env_kwargs", "{}"))
+        yield f, starts, attrs
+
+
+def read_trajectories(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+    """(arrays by key, episode_starts, attrs) of a trajectory file, checked."""
+    with open_trajectories(path) as (f, starts, attrs):
+        try:
+            arrays = {k: f[k][:] for k in KEYS}
+        except OSError as e:
+            raise DataError(f"{path} could not be read as HDF5: {e}") from None
     return arrays, starts, attrs
 
 

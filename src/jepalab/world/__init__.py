@@ -17,6 +17,17 @@ from pathlib import Path
 import torch
 
 
+def check_sizes(cfg, positive: tuple[str, ...]) -> None:
+    """A world model's config: each `method.<key>` of `positive` at least 1, and the
+    predictor's width divisible by its heads."""
+    for key in positive:
+        if getattr(cfg, key) < 1:
+            raise ValueError(f"method.{key} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.predictor_width % cfg.predictor_heads:
+        raise ValueError(f"method.predictor_width {cfg.predictor_width} must be divisible "
+                         f"by method.predictor_heads {cfg.predictor_heads}")
+
+
 def rollout(model, context: torch.Tensor, context_actions: torch.Tensor,
             plan: torch.Tensor) -> torch.Tensor:
     """Predict the latents a plan leads to, one block at a time (autoregressively).

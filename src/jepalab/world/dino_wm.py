@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from jepalab.methods import StepOutput
 from jepalab.nn.predictor import frame_causal_mask
 from jepalab.nn.vit import Attention, Mlp, ViTSpec, init_transformer
+from jepalab.world import check_sizes
 from jepalab.world.vjepa_ac import FrozenEncoder, check_encoder
 
 DATA_KIND = "trajectories"
@@ -91,13 +92,8 @@ class Config:
 
     def validate(self) -> None:
         check_encoder(self.encoder)
-        for key in ("history", "action_embed_dim", "predictor_width", "predictor_depth",
-                    "predictor_heads"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"method.{key} must be >= 1, got {getattr(self, key)}")
-        if self.predictor_width % self.predictor_heads:
-            raise ValueError(f"method.predictor_width {self.predictor_width} must be divisible "
-                             f"by method.predictor_heads {self.predictor_heads}")
+        check_sizes(self, ("history", "action_embed_dim", "predictor_width",
+                           "predictor_depth", "predictor_heads"))
 
 
 class Method(nn.Module):

@@ -62,15 +62,17 @@ class TemporalGraph:
     @classmethod
     def from_trajectories(cls, model, path: str, frameskip: int, *, episodes: int = 200,
                           seed: int = 0) -> TemporalGraph:
-        """Encode one frame per block of up to `episodes` training episodes."""
-        from jepalab.data.trajectories import read_trajectories
+        """Encode one frame per block of up to `episodes` training episodes (reading only
+        those episodes: the whole file can be gigabytes)."""
+        from jepalab.data.trajectories import open_trajectories
 
-        arrays, starts, _ = read_trajectories(path)
-        rng = np.random.default_rng(seed)
-        chosen = np.sort(rng.permutation(len(starts) - 1)[:episodes])
-        frames = [np.arange(starts[e], starts[e + 1], frameskip) for e in chosen]
-        episode = np.concatenate([np.full(len(f), i) for i, f in enumerate(frames)])
-        pixels = torch.from_numpy(arrays["pixels"][np.concatenate(frames)]).permute(0, 3, 1, 2)
+        with open_trajectories(path) as (f, starts, _):
+            rng = np.random.default_rng(seed)
+            chosen = np.sort(rng.permutation(len(starts) - 1)[:episodes])
+            # whole episodes, strided in memory: h5py's strided reads are as slow as the file
+            frames = [f["pixels"][starts[e]:starts[e + 1]][::frameskip] for e in chosen]
+        episode = np.concatenate([np.full(len(x), i) for i, x in enumerate(frames)])
+        pixels = torch.from_numpy(np.concatenate(frames)).permute(0, 3, 1, 2)
         with torch.no_grad():
             latents = torch.cat([model.encode(chunk).flatten(1) for chunk in pixels.split(512)])
         return cls(latents, episode)

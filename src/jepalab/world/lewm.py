@@ -31,7 +31,7 @@ from jepalab.methods import StepOutput
 from jepalab.nn.heads import Projected, mlp
 from jepalab.nn.predictor import ActionPredictor
 from jepalab.nn.vit import VisionTransformer, ViTSpec
-from jepalab.world import rollout
+from jepalab.world import check_sizes, rollout
 
 DATA_KIND = "trajectories"
 
@@ -49,17 +49,12 @@ class Config:
     rollout_steps: int = 0          # extra loss on an open-loop rollout (0: LeWM's loss)
 
     def validate(self) -> None:
-        for key in ("history", "embed_dim", "projector_hidden", "predictor_width",
-                    "predictor_depth", "predictor_heads", "sigreg_slices"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"method.{key} must be >= 1, got {getattr(self, key)}")
+        check_sizes(self, ("history", "embed_dim", "projector_hidden", "predictor_width",
+                           "predictor_depth", "predictor_heads", "sigreg_slices"))
         if self.rollout_steps < 0:
             raise ValueError(f"method.rollout_steps must be >= 0, got {self.rollout_steps}")
         if self.sigreg_weight < 0:
             raise ValueError(f"method.sigreg_weight must be >= 0, got {self.sigreg_weight}")
-        if self.predictor_width % self.predictor_heads:
-            raise ValueError(f"method.predictor_width {self.predictor_width} must be divisible "
-                             f"by method.predictor_heads {self.predictor_heads}")
 
 
 class Method(nn.Module):

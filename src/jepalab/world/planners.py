@@ -31,6 +31,14 @@ def _initial(mean, horizon: int, action_dim: int) -> torch.Tensor:
     return mean.clone()
 
 
+def _candidates(mean: torch.Tensor, std: torch.Tensor, samples: int) -> torch.Tensor:
+    """`samples` plans drawn around `mean` with `std`, clipped to [-1, 1]; the first is the
+    mean itself, so an iteration never loses the plan it started from."""
+    candidates = (mean + std * torch.randn(samples, *mean.shape)).clamp(-1, 1)
+    candidates[0] = mean
+    return candidates
+
+
 @dataclass
 class CEM:
     samples: int = 300
@@ -51,8 +59,7 @@ class CEM:
         mean = _initial(mean, horizon, action_dim)
         std = torch.full_like(mean, self.init_std)
         for _ in range(self.iterations):
-            candidates = (mean + std * torch.randn(self.samples, horizon, action_dim)).clamp(-1, 1)
-            candidates[0] = mean  # the current mean is always a candidate
+            candidates = _candidates(mean, std, self.samples)
             best = cost(candidates).topk(self.elites, largest=False).indices
             elite = candidates[best]
             mean, std = elite.mean(0), elite.std(0, correction=0).clamp_min(self.min_std)
@@ -72,8 +79,7 @@ class MPPI:
         mean = _initial(mean, horizon, action_dim)
         std = torch.full_like(mean, self.init_std)
         for _ in range(self.iterations):
-            candidates = (mean + std * torch.randn(self.samples, horizon, action_dim)).clamp(-1, 1)
-            candidates[0] = mean
+            candidates = _candidates(mean, std, self.samples)
             costs = cost(candidates)
             # temperature relative to the spread of this batch's costs: scale-free
             scale = (costs.std() + 1e-12) * self.temperature

@@ -33,7 +33,7 @@ from jepalab.data.views import to_float
 from jepalab.methods import StepOutput
 from jepalab.nn.predictor import ActionPredictor
 from jepalab.nn.vit import ViTSpec
-from jepalab.world import rollout
+from jepalab.world import check_sizes, rollout
 
 DATA_KIND = "trajectories"
 VALID_ENCODERS = ("a jepalab run directory (e.g. runs/lewm-two-room, from `jepalab train "
@@ -93,15 +93,10 @@ class Config:
 
     def validate(self) -> None:
         check_encoder(self.encoder)
-        for key in ("history", "predictor_width", "predictor_depth", "predictor_heads"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"method.{key} must be >= 1, got {getattr(self, key)}")
+        check_sizes(self, ("history", "predictor_width", "predictor_depth", "predictor_heads"))
         if self.rollout_steps < 0:
             raise ValueError(f"method.rollout_steps must be >= 0 (0: no rollout loss), got "
                              f"{self.rollout_steps}")
-        if self.predictor_width % self.predictor_heads:
-            raise ValueError(f"method.predictor_width {self.predictor_width} must be divisible "
-                             f"by method.predictor_heads {self.predictor_heads}")
 
 
 class Method(nn.Module):

@@ -1,4 +1,5 @@
-"""`jepalab bench`: outputs, caching and resume, refusals with exit code 2."""
+"""`jepalab bench`: outputs, caching and resume, refusals with exit code 2; the FLOP count;
+the accuracy-vs-compute frontier over several budgets."""
 import csv
 import json
 import shutil
@@ -11,6 +12,8 @@ import torch
 from jepalab import bench, checkpoint, config, report
 from jepalab.bench import BenchOptions, method_config, run_bench
 from jepalab.cli import main
+from jepalab.flops import count_step_flops
+from jepalab.methods import StepOutput
 from jepalab.train import Interrupted, train
 
 ARGS = ["--methods", "ijepa", "--data", "digits", "--budget", "4", "--batch-size", "32",
@@ -43,8 +46,8 @@ def done(tmp_path_factory):
     return out
 
 
-def read_csv(out):
-    with open(out / "bench.csv") as f:
+def read_csv(out, name="bench.csv"):
+    with open(out / name) as f:
         return list(csv.DictReader(f))
 
 
@@ -57,14 +60,17 @@ def test_writes_table_csv_and_chart(done):
     assert [r["method"] for r in rows] == ["ijepa", "random init (1 seed)"]
     ijepa = rows[0]
     for key in ("linear_top1", "knn_top1", "rankme", "samples_per_s", "peak_memory_mib",
-                "wall_s"):
+                "wall_s", "train_flops", "train_s"):
         assert float(ijepa[key]) > 0, key
+    assert ijepa["steps"] == "4" and rows[1]["steps"] == rows[1]["train_flops"] == ""
     margin = float(ijepa["linear_top1"]) - float(rows[1]["linear_top1"])
     assert float(ijepa["linear_margin"]) == pytest.approx(margin, abs=0.01)
     text = (done / "bench.md").read_text()
     assert "digits · vit_nano" in text and "4 steps x 32" in text and "torch" in text
     assert "jepalab bench --methods ijepa --data digits --budget 4" in text
-    assert "| ijepa |" in text and "VmHWM" in text
+    assert "| ijepa | 4 |" in text and "VmHWM" in text and "train TFLOP" in text
+    assert not {"frontier.png", "frontier.csv"} & {p.name for p in done.iterdir()}
+    assert sorted(p.name for p in (done / "runs").iterdir()) == ["ijepa"]  # one budget: NAME
 
 
 def test_four_steps_is_flagged_below_random_init_plus_ten(done):
@@ -85,13 +91,32 @@ def test_second_run_redoes_nothing(done, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the second bench trained or probed again")
 
-    for name in ("ensure_trained", "probe_encoder", "probe_random_init"):
+    for name in ("ensure_trained", "probe_encoder", "probe_random_init", "train_step_flops"):
         monkeypatch.setattr(bench, name, refuse)
     monkeypatch.setattr(bench, "SEEDS", 1)
     rows = run_bench(options(done))
     assert [r["name"] for r in rows] == ["ijepa", "random init (1 seed)"]
     assert checkpoint.latest(done / "runs" / "ijepa") == folder
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+
+def test_a_row_cached_before_flops_were_counted_gets_them_without_retraining(done,
+                                                                             monkeypatch):
+    path = done / "runs" / "ijepa" / "bench_row.json"
+    cache = json.loads(path.read_text())
+    counted = {key: cache["row"].pop(key) for key in ("steps", "train_s", "train_flops")}
+    path.write_text(json.dumps(cache))  # as a bench before the FLOP count left it
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the bench trained or probed again")
+
+    for name in ("ensure_trained", "probe_encoder", "probe_random_init"):
+        monkeypatch.setattr(bench, name, refuse)
+    monkeypatch.setattr(bench, "SEEDS", 1)
+    assert run_bench(options(done))[0]["train_flops"] == counted["train_flops"]
+    row = json.loads(path.read_text())["row"]
+    assert row.pop("train_s") == pytest.approx(counted.pop("train_s"))  # from samples/s
+    assert row == {**cache["row"], **counted}
 
 
 def test_other_settings_in_the_same_out_are_refused(done, capsys):
@@ -139,7 +164,7 @@ def test_interrupt_prints_the_command_that_resumes(tmp_path, monkeypatch, capsys
 
 def test_default_methods_are_the_non_supervised_shapes_recipes(tmp_path, monkeypatch):
     shutil.copy(config.RECIPES_DIR / "ijepa-shapes.yaml", tmp_path)
-    shutil.copy(config.RECIPES_DIR / "ijepa-quickstart.yaml", tmp_path)
+    shutil.copy(config.RECIPES_DIR / "ijepa-shapes.yaml", tmp_path / "ijepa-digits.yaml")
     (tmp_path / "supervised-shapes.yaml").write_text("method:\n  name: supervised\n")
     monkeypatch.setattr(config, "RECIPES_DIR", tmp_path)
     assert bench.available_methods() == ["ijepa"]
@@ -170,3 +195,145 @@ def test_a_diverged_method_is_reported_not_a_crash(tmp_path, monkeypatch):
     rows = read_csv(tmp_path)
     assert rows[0]["method"] == "ijepa" and rows[0]["linear_top1"] == ""
     assert rows[0]["note"].startswith("training failed: loss is nan at step 3")
+
+
+# ----- the FLOP count -----
+class Linear(torch.nn.Module):
+    """A "method" whose step is one linear layer on batch["x"], loss the sum of its output."""
+
+    def __init__(self, *widths):
+        super().__init__()
+        self.layers = torch.nn.Sequential(*(torch.nn.Linear(a, b)
+                                            for a, b in zip(widths, widths[1:])))
+
+    def forward(self, batch):
+        return StepOutput(self.layers(batch["x"]).sum())
+
+
+def test_step_flops_of_a_linear_layer_are_three_times_its_forward_matmul():
+    batch, width_in, width_out = 8, 5, 3
+    forward = 2 * batch * width_in * width_out  # a multiply and an add per weight per sample
+    x = torch.randn(batch, width_in, requires_grad=True)
+    # backward: the gradient of the input and of the weight, each a matmul the forward's size
+    assert count_step_flops(Linear(width_in, width_out), {"x": x}) == 3 * forward
+
+
+def test_step_flops_skip_the_gradient_that_nothing_needs():
+    # the data needs no gradient: the first layer's backward is its weight gradient alone
+    batch, widths = 4, (6, 5, 3)
+    first, second = 2 * batch * widths[0] * widths[1], 2 * batch * widths[1] * widths[2]
+    method = Linear(*widths)
+    assert count_step_flops(method, {"x": torch.randn(batch, 6)}) == 2 * first + 3 * second
+    assert all(p.grad is not None for p in method.parameters())  # a real backward ran
+
+
+# ----- several budgets: the frontier -----
+FRONTIER = ["--methods", "ijepa", "--data", "digits", "--budgets", "4,2", "--batch-size", "32",
+            "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def frontier(tmp_path_factory):
+    """`jepalab bench --budgets 4,2` through the CLI entry (one random-init seed)."""
+    out, threads = tmp_path_factory.mktemp("frontier"), torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JEPALAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        patch.setattr(bench, "SEEDS", 1)
+        try:
+            assert main(["bench", *FRONTIER, "--out", str(out)]) == 0
+        finally:
+            torch.set_num_threads(threads)
+    return out
+
+
+def test_frontier_has_a_run_and_a_row_per_method_and_budget(frontier):
+    assert sorted(p.name for p in (frontier / "runs").iterdir()) == ["ijepa-2", "ijepa-4"]
+    for steps in (2, 4):
+        assert checkpoint.step_of(checkpoint.latest(frontier / "runs" / f"ijepa-{steps}")) \
+            == steps
+    rows = read_csv(frontier, "frontier.csv")
+    assert list(rows[0]) == list(report.FRONTIER_CSV_FIELDS)
+    assert [(r["method"], r["steps"]) for r in rows] == [("ijepa", "2"), ("ijepa", "4")]
+    for row in rows:
+        for key in ("train_s", "wall_s", "train_flops", "linear_top1", "knn_top1", "rankme"):
+            assert float(row[key]) > 0, key
+    assert [(r["method"], r["steps"]) for r in read_csv(frontier)] == [
+        ("ijepa", "2"), ("ijepa", "4"), ("random init (1 seed)", "")]
+    assert (frontier / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_frontier_flops_are_one_step_times_the_steps(frontier):
+    two, four = (int(r["train_flops"]) for r in read_csv(frontier, "frontier.csv"))
+    assert four == 2 * two
+
+
+def test_frontier_table_in_bench_md(frontier):
+    rows = {(r["method"], r["steps"]): r for r in read_csv(frontier)}
+    text = (frontier / "bench.md").read_text()
+    assert "jepalab bench --methods ijepa --data digits --budgets 2,4 --batch-size 32" in text
+    assert "2/4 steps x 32" in text and "| method | 2 | 4 |" in text
+    linear = [f"{float(rows['ijepa', s]['linear_top1']):.1f}" for s in ("2", "4")]
+    assert f"| ijepa | {linear[0]} | {linear[1]} |" in text
+    random = f"{float(rows['random init (1 seed)', '']['linear_top1']):.1f}"
+    assert f"| random init (1 seed) | {random} | {random} |" in text
+
+
+def test_frontier_rerun_redoes_nothing(frontier, monkeypatch):
+    folders = [checkpoint.latest(frontier / "runs" / f"ijepa-{s}") for s in (2, 4)]
+    before = {p: p.stat().st_mtime_ns for folder in folders for p in folder.iterdir()}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the second bench trained, probed or counted again")
+
+    for name in ("ensure_trained", "probe_encoder", "probe_random_init", "train_step_flops"):
+        monkeypatch.setattr(bench, name, refuse)
+    monkeypatch.setattr(bench, "SEEDS", 1)
+    rows = read_csv(frontier, "frontier.csv")
+    assert main(["bench", *FRONTIER, "--out", str(frontier)]) == 0
+    assert read_csv(frontier, "frontier.csv") == rows
+    assert [checkpoint.latest(frontier / "runs" / f"ijepa-{s}") for s in (2, 4)] == folders
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--budgets", "0"], ["--budgets 0: 0 is not a positive number of steps"]),
+    (["--budgets", "abc"], ["--budgets abc: 'abc' is not a number of steps"]),
+    (["--budgets", "10,-5"], ["--budgets 10,-5: -5 is not a positive number of steps"]),
+    (["--budgets", "10,,20"], ["--budgets 10,,20: '' is not a number of steps"]),
+    (["--budget", "4", "--budgets", "2,4"], ["--budget and --budgets: give one",
+                                             "--budgets STEPS,STEPS"]),
+])
+def test_bad_budgets_exit_2_with_a_message(tmp_path, capsys, flags, words):
+    assert main(["bench", "--methods", "ijepa", "--out", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    for word in [*words, "--budgets"]:
+        assert word in err, err
+    if "--budget" not in flags:
+        assert "positive whole numbers of training steps separated by commas" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_frontier_interrupt_prints_the_command_with_its_budgets(tmp_path, monkeypatch, capsys):
+    def stop(cfg, run_dir, show_progress):
+        raise Interrupted(f"stopped at step 1; checkpoint saved in {run_dir}")
+
+    monkeypatch.setattr(bench, "ensure_trained", stop)
+    monkeypatch.setattr(bench, "random_init_row", lambda *a: {"linear": 0.1})
+    assert main(["bench", *FRONTIER, "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert f"checkpoint saved in {tmp_path / 'runs' / 'ijepa-2'}" in err  # smallest first
+    assert "jepalab bench --methods ijepa --data digits --budgets 2,4 --batch-size 32" in err
+
+
+def test_each_budget_has_its_own_steps_warmup_and_run_dir(tmp_path):
+    opts = options(tmp_path, budget=None, budgets="2400,600", ceiling=True)
+    configs = bench.bench_configs(opts, ["ijepa"])
+    assert list(configs) == [("ijepa", 600), ("supervised (ceiling)", 600),
+                             ("ijepa", 2400), ("supervised (ceiling)", 2400)]
+    for (label, steps), cfg in configs.items():
+        name = "ijepa" if label == "ijepa" else "supervised"
+        assert cfg.train.run_dir == str(tmp_path / "runs" / f"{name}-{steps}")
+        assert cfg.train.steps == steps
+    assert configs["ijepa", 600].optim.warmup_steps == 60  # 10% of 600
+    assert configs["ijepa", 2400].optim.warmup_steps == 150  # the recipe's

@@ -7,7 +7,11 @@ seed) and caps the warmup at WARMUP_FRACTION of the steps. Each method trains in
 OUT/runs/NAME through `ensure_trained`, so a stopped bench resumes the half-trained method;
 its result row is cached in OUT/runs/NAME/bench_row.json (random init: OUT/random_init.json),
 so running the bench again redoes nothing that is finished. Writes OUT/bench.md, bench.csv
-and bench.png.
+and bench.png. Each row has its training FLOPs: one step counted (see flops.py) times steps.
+
+With several budgets (`--budgets 150,600,2400`, the accuracy-vs-compute frontier) every
+method trains once per budget, into OUT/runs/NAME-STEPS, each with its own cached row; the
+bench adds OUT/frontier.png, frontier.csv and a table of linear top-1 per budget in bench.md.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from jepalab import checkpoint, config, distributed, report
 from jepalab.config import Config, ConfigError
 from jepalab.eval.baselines import PROBE_TRAIN, ceiling_config, probe_encoder, probe_random_init
 from jepalab.eval.collapse import CollapseWarning
+from jepalab.flops import train_step_flops
 from jepalab.nn.vit import ViTSpec
 from jepalab.train import ensure_trained, finished, load_data
 
@@ -35,6 +40,9 @@ SUFFIX = "-shapes"
 WARMUP_FRACTION = 0.1
 FLAG_POINTS = 10.0  # a method less than this many points above random init gets a note
 SEEDS = 3           # random-init seeds
+# The default: every method at 100 and at 400 steps of 128 images of 16 px (the frontier);
+# sized to finish on 2 CPU cores within the hour (README, "Side by side").
+DEFAULT_BUDGETS = "100,400"
 NOTE = f"below +{FLAG_POINTS:.0f} over random init at this budget"
 FLAGS = {"model.arch": "--arch", "model.patch_size": "--patch-size", "data.name": "--data",
          "data.image_size": "--image-size", "train.steps": "--budget",
@@ -45,20 +53,42 @@ FLAGS = {"model.arch": "--arch", "model.patch_size": "--patch-size", "data.name"
 class BenchOptions:
     methods: str = ""           # comma-separated names; empty: every NAME-shapes recipe
     data: str = "shapes"
-    budget: int = 300           # training steps, the same for every method: with batch 64,
-    batch_size: int = 64        # all 12 methods train and probe in about 45 min on 2 cores
+    budget: int | None = None   # one training budget (steps) for every method, no frontier
+    budgets: str = ""           # several, comma-separated (the frontier); "": DEFAULT_BUDGETS
+    batch_size: int = 128
     seed: int = 0
     arch: str = "vit_nano"
-    image_size: int = 32
+    image_size: int = 16
     patch_size: int = 4
     out: str = "runs/bench"
     ceiling: bool = False       # add the supervised model trained for the same budget
     quiet: bool = False
 
+    def steps(self) -> list[int]:
+        """The step budgets, smallest first: the one of --budget, else those of --budgets
+        (default DEFAULT_BUDGETS)."""
+        if self.budget is not None and self.budgets:
+            raise ConfigError("--budget and --budgets: give one, --budget STEPS for one budget "
+                              "or --budgets STEPS,STEPS,... for the frontier over several")
+        if self.budget is not None:
+            return [self.budget]
+        return parse_budgets(self.budgets or DEFAULT_BUDGETS)
+
+    @property
+    def frontier(self) -> bool:
+        """Budgets from --budgets (or the default): runs in NAME-STEPS, a frontier plot."""
+        return self.budget is None
+
+    def run_name(self, name: str, steps: int) -> str:
+        """The run directory's name under OUT/runs: NAME-STEPS on a frontier, else NAME."""
+        return f"{name}-{steps}" if self.frontier else name
+
     def command(self, methods: list[str]) -> str:
         """The command line that reruns, and so resumes, this bench."""
+        budget = (f"--budgets {','.join(map(str, self.steps()))}" if self.frontier
+                  else f"--budget {self.steps()[0]}")
         return (f"jepalab bench --methods {','.join(methods)} --data {shlex.quote(self.data)} "
-                f"--budget {self.budget} --batch-size {self.batch_size} --seed {self.seed} "
+                f"{budget} --batch-size {self.batch_size} --seed {self.seed} "
                 f"--arch {self.arch} --image-size {self.image_size} --patch-size "
                 f"{self.patch_size} --out {shlex.quote(self.out)}" + " --ceiling" * self.ceiling
                 + " --quiet" * self.quiet)
@@ -87,23 +117,46 @@ def parse_methods(text: str) -> list[str]:
     return chosen
 
 
+def parse_budgets(text: str) -> list[int]:
+    """`--budgets 150,600,2400` -> [150, 600, 2400]: positive whole numbers of steps, sorted,
+    each once."""
+    valid = "give positive whole numbers of training steps separated by commas, e.g. " \
+            "--budgets 150,600,2400"
+    budgets = []
+    for item in (part.strip() for part in text.split(",")):
+        try:
+            steps = int(item)
+        except ValueError:
+            raise ConfigError(f"--budgets {text}: {item!r} is not a number of steps; "
+                              f"{valid}") from None
+        if steps <= 0:
+            raise ConfigError(f"--budgets {text}: {steps} is not a positive number of steps; "
+                              f"{valid}")
+        budgets.append(steps)
+    return sorted(set(budgets))
+
+
 def check_options(opts: BenchOptions) -> None:
     """The shared settings, checked as the config would, with the bench's option names."""
+    budgets = opts.steps()
     try:
         config.ModelConfig(opts.arch, opts.patch_size).validate()
         config.DataConfig(opts.data, opts.image_size).validate()
-        config.TrainConfig(opts.budget, opts.batch_size).validate()
+        for steps in budgets:
+            config.TrainConfig(steps, opts.batch_size).validate()
         if opts.image_size % opts.patch_size:
             raise ConfigError(f"data.image_size {opts.image_size} must be a multiple of "
                               f"model.patch_size {opts.patch_size}")
     except ConfigError as e:
         message = str(e)
-        for key, flag in FLAGS.items():
+        flags = {**FLAGS, "train.steps": "--budgets"} if opts.frontier else FLAGS
+        for key, flag in flags.items():
             message = message.replace(key, flag)
         raise ConfigError(message) from None
 
 
-def bench_config(raw: dict, recipe: str, opts: BenchOptions, run_dir: Path) -> Config:
+def bench_config(raw: dict, recipe: str, opts: BenchOptions, steps: int,
+                 run_dir: Path) -> Config:
     """The recipe with the bench's shared settings forced and its warmup capped."""
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     model, data, optim, train = (raw.setdefault(s, {}) for s in ("model", "data", "optim",
@@ -112,26 +165,30 @@ def bench_config(raw: dict, recipe: str, opts: BenchOptions, run_dir: Path) -> C
     data.update(name=opts.data, image_size=opts.image_size, seed=0, num_train=0)
     warmup = optim.get("warmup_steps", config.OptimConfig.warmup_steps)
     if isinstance(warmup, int):
-        optim["warmup_steps"] = min(warmup, int(WARMUP_FRACTION * opts.budget))
+        optim["warmup_steps"] = min(warmup, int(WARMUP_FRACTION * steps))
     every = train.get("checkpoint_every", config.TrainConfig.checkpoint_every)
-    train.update(steps=opts.budget, batch_size=opts.batch_size, seed=opts.seed,
-                 run_dir=str(run_dir), checkpoint_every=max(1, min(every, opts.budget // 5)))
+    train.update(steps=steps, batch_size=opts.batch_size, seed=opts.seed,
+                 run_dir=str(run_dir), checkpoint_every=max(1, min(every, steps // 5)))
     try:
         return config.from_dict(raw, recipe=recipe)
     except ConfigError as e:
         raise ConfigError(f"recipe {recipe}: {e}") from None
 
 
-def method_config(name: str, opts: BenchOptions) -> Config:
+def method_config(name: str, opts: BenchOptions, steps: int | None = None) -> Config:
+    """Method NAME for `steps` (default: the first budget), in OUT/runs/NAME[-STEPS]."""
+    steps = opts.steps()[0] if steps is None else steps
     raw, recipe = config.load_recipe(name + SUFFIX)
-    return bench_config(raw, recipe, opts, Path(opts.out) / "runs" / name)
+    return bench_config(raw, recipe, opts, steps,
+                        Path(opts.out) / "runs" / opts.run_name(name, steps))
 
 
 def supervised_config(first: Config, opts: BenchOptions) -> Config:
     """The ceiling: the supervised method with the first method's shared settings and
-    optimiser (as `jepalab probe` trains it), in OUT/runs/supervised."""
+    optimiser (as `jepalab probe` trains it), in OUT/runs/supervised[-STEPS]."""
     ceiling = ceiling_config(first)
-    ceiling.train = replace(first.train, run_dir=str(Path(opts.out) / "runs" / "supervised"))
+    run_dir = Path(opts.out) / "runs" / opts.run_name("supervised", first.train.steps)
+    ceiling.train = replace(first.train, run_dir=str(run_dir))
     return ceiling
 
 
@@ -194,6 +251,11 @@ def bench_method(label: str, cfg: Config, data, log, progress: bool) -> dict:
         cache = {"config": cfg.to_dict()}
     if "row" in cache:
         log(f"done in an earlier bench; row read from {path}")
+        if "train_flops" not in cache["row"]:  # cached by a bench that did not count FLOPs
+            row = cache["row"]
+            row.update(compute(cfg, data, device, cfg.train.steps * cfg.train.batch_size
+                               / max(row["samples_per_s"], 1e-9)))
+            checkpoint.atomic_write_text(path, json.dumps(cache, indent=1))
         return cache["row"]
     if "memory_measure" not in cache and done:  # trained, but not by this bench
         log("already trained; its peak memory was not measured")
@@ -219,13 +281,21 @@ def bench_method(label: str, cfg: Config, data, log, progress: bool) -> dict:
     began = time.perf_counter()
     probe = probe_encoder(label, jepalab.load(run_dir).to(device), data, device)
     train_s = json.loads((checkpoint.latest(run_dir) / "state.json").read_text())["elapsed_s"]
+    samples_per_s = cfg.train.steps * cfg.train.batch_size / max(train_s, 1e-9)
     cache["row"] = {**asdict(probe), "peak_memory_mib": cache["peak_memory_mib"],
                     "collapse": cache.get("collapse", ""),
-                    "memory_measure": cache["memory_measure"],
-                    "samples_per_s": cfg.train.steps * cfg.train.batch_size / max(train_s, 1e-9),
-                    "wall_s": train_s + time.perf_counter() - began}
+                    "memory_measure": cache["memory_measure"], "samples_per_s": samples_per_s,
+                    "wall_s": train_s + time.perf_counter() - began,
+                    **compute(cfg, data, device, train_s)}
     checkpoint.atomic_write_text(path, json.dumps(cache, indent=1))
     return cache["row"]
+
+
+def compute(cfg: Config, data, device: torch.device, train_s: float) -> dict:
+    """What a run cost: its steps, training-loop seconds and training FLOPs (one step's,
+    counted once, times the steps)."""
+    return {"steps": cfg.train.steps, "train_s": train_s,
+            "train_flops": cfg.train.steps * train_step_flops(cfg, data, device)}
 
 
 def random_init_row(cfg: Config, data, out: Path, log) -> dict:
@@ -245,62 +315,86 @@ def random_init_row(cfg: Config, data, out: Path, log) -> dict:
     return row
 
 
+def bench_configs(opts: BenchOptions, names: list[str]) -> dict[tuple[str, int], Config]:
+    """(label, steps) -> config of every run, budget by budget, smallest first."""
+    configs = {}
+    for steps in opts.steps():
+        for name in names:
+            configs[name, steps] = method_config(name, opts, steps)
+        if opts.ceiling:
+            first = configs[names[0], steps]
+            configs["supervised (ceiling)", steps] = supervised_config(first, opts)
+    return configs
+
+
 def run_bench(opts: BenchOptions) -> list[dict]:
-    """Train and probe every chosen method; write bench.md, bench.csv and bench.png."""
+    """Train and probe every chosen method at every budget; write bench.md, bench.csv and
+    bench.png (and with several budgets frontier.png and frontier.csv)."""
     from rich.console import Console
 
     console = Console(highlight=False)
     check_options(opts)
-    names = parse_methods(opts.methods)
-    configs = {name: method_config(name, opts) for name in names}
-    if opts.ceiling:
-        configs["supervised (ceiling)"] = supervised_config(configs[names[0]], opts)
+    names, budgets = parse_methods(opts.methods), opts.steps()
+    configs = bench_configs(opts, names)
     for cfg in configs.values():  # every refusal comes before any work starts
         check_run_dir(cfg)
-    out, first = Path(opts.out), configs[names[0]]
+    out, first = Path(opts.out), configs[names[0], budgets[0]]
     out.mkdir(parents=True, exist_ok=True)
     device = distributed.pick_device(first.train.device)
-    console.print(f"bench: {', '.join(configs)} · {opts.data} · {opts.arch} · {opts.budget} "
+    labels = list(dict.fromkeys(label for label, _ in configs))
+    steps_text = "/".join(map(str, budgets))
+    console.print(f"bench: {', '.join(labels)} · {opts.data} · {opts.arch} · {steps_text} "
                   f"steps of {opts.batch_size} · seed {opts.seed} · {device} → {out}")
     data = load_data(first)
     random, rows, total = random_init_row(first, data, out, console.print), [], len(configs)
-    for i, (label, cfg) in enumerate(configs.items(), 1):
-        def log(text, prefix=f"[{i}/{total}] {label}: "):
+    for i, ((label, steps), cfg) in enumerate(configs.items(), 1):
+        at = f" @ {steps}" if len(budgets) > 1 else ""
+
+        def log(text, prefix=f"[{i}/{total}] {label}{at}: "):
             console.print(prefix + text)
 
         try:
             row = {**bench_method(label, cfg, data, log, not opts.quiet)}
         except FloatingPointError as e:  # a diverged method is a result, not a crash
             log(f"training failed: {e}")
-            rows.append({"name": label, "note": f"training failed: {e}"})
+            rows.append({"name": label, "steps": steps, "note": f"training failed: {e}"})
             continue
         row["linear_margin"] = 100 * (row["linear"] - random["linear"])
         below = NOTE if row["linear_margin"] < FLAG_POINTS else ""
         row["note"] = "; ".join(filter(None, [below, row.get("collapse", "")]))
         rows.append(row)
         log(f"linear {100 * row['linear']:.1f}% ({row['linear_margin']:+.1f} points over random"
-            f" init), kNN {100 * row['knn']:.1f}%, {row['samples_per_s']:.0f} samples/s")
+            f" init), kNN {100 * row['knn']:.1f}%, {row['samples_per_s']:.0f} samples/s, "
+            f"{row['train_flops'] / 1e12:.3g} TFLOP")
+    rows.sort(key=lambda row: labels.index(row["name"]))  # by method, then budget (stable)
     rows.append({**random, "note": ""})
     title = (f"{opts.data} · {opts.arch} (patch {opts.patch_size}, {opts.image_size}px) · "
-             f"{opts.budget} steps x {opts.batch_size} · seed {opts.seed}")
+             f"{steps_text} steps x {opts.batch_size} · seed {opts.seed}")
     notes = footer(rows, configs, min(PROBE_TRAIN, len(data.train)))
-    report.write_bench(out, rows, title, notes, device, opts.command(names))
+    report.write_bench(out, rows, title, notes, device, opts.command(names),
+                       frontier=opts.frontier)
     console.print(report.bench_table(rows, title, notes))
-    console.print(f"wrote {out / 'bench.md'}, {out / 'bench.csv'} and {out / 'bench.png'}")
+    written = ["bench.md", "bench.csv", "bench.png"] + ["frontier.png", "frontier.csv"] * opts.frontier
+    console.print(f"wrote {', '.join(str(out / name) for name in written)}")
     return rows
 
 
-def footer(rows: list[dict], configs: dict, probe_images: int) -> list[str]:
+def footer(rows: list[dict], configs: dict[tuple[str, int], Config],
+           probe_images: int) -> list[str]:
     lines = [f"Probes fit on {probe_images} training images, reported on the test split; "
              "linear: softmax regression, lr x weight decay picked on val; kNN: k=20, cosine.",
              "samples/s: steps x batch / training-loop time; wall: training loop (summed over "
-             "resumed sessions) + probing."]
+             "resumed sessions) + probing.",
+             "train TFLOP: one training step (forward and backward on step 0's batch) counted "
+             "by torch FlopCounterMode (matrix multiplies, convolutions, attention), x steps."]
     lines += [f"Peak memory: {m}." for m in dict.fromkeys(r["memory_measure"] for r in rows
                                                           if r.get("memory_measure"))]
+    warmups: dict[str, list[str]] = {}
+    for (label, _), cfg in configs.items():
+        warmups.setdefault(label, []).append(str(cfg.optim.warmup_steps))
     lines.append(f"Warmup steps (each recipe's, capped at {WARMUP_FRACTION:.0%} of the budget): "
-                 + ", ".join(f"{name} {cfg.optim.warmup_steps}" for name, cfg in configs.items())
-                 + ".")
-    if "supervised (ceiling)" in configs:
+                 + ", ".join(f"{label} {'/'.join(w)}" for label, w in warmups.items()) + ".")
+    if "supervised (ceiling)" in warmups:
         lines.append("supervised (ceiling): the same backbone trained with labels for the same "
-                     f"budget, with the optimiser settings of {next(iter(configs))}.")
+                     f"budget, with the optimiser settings of {next(iter(warmups))}.")
     return lines

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def cmd_train(args) -> int:
     from jepalab.config import ConfigError, apply_overrides, from_dict, load_config, recipe_names
-    from jepalab.train import Interrupted, train
+    from jepalab.train import Collapsed, Interrupted, train
 
     items = list(args.items)
     resume = [i for i in items if i.startswith("resume=")]
@@ -41,6 +41,9 @@ def cmd_train(args) -> int:
     except Interrupted as stop:
         print(f"{stop}; continue with: jepalab train resume={run_dir}")
         return 130
+    except Collapsed as stop:
+        print(f"jepalab train: {stop}", file=sys.stderr)
+        return 3
     print(f"run directory: {run_dir}")
     return 0
 
@@ -113,12 +116,12 @@ def cmd_plan(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jepalab.bench import BenchOptions
+    from jepalab.bench import DEFAULT_BUDGETS, BenchOptions
 
     parser = argparse.ArgumentParser(prog="jepalab", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
-    quick = verbs.add_parser("quickstart", help="train I-JEPA on shapes on CPU, probe it "
+    quick = verbs.add_parser("quickstart", help="train a JEPA on shapes on CPU, probe it "
                              "against its baselines, print the table (about 6 minutes)")
     quick.add_argument("--out", default="runs/quickstart", help="where the runs go")
 
@@ -133,19 +136,25 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--no-ceiling", action="store_true", help="skip the supervised ceiling")
     probe.add_argument("--seeds", type=int, default=3, help="random-init seeds (default 3)")
     bench = verbs.add_parser("bench", help="train the self-supervised methods with one "
-                             "backbone, seed and budget; probe each beside random init; write "
-                             "a table, a CSV and a chart")
+                             "backbone, seed and budget (or several: a frontier); probe each "
+                             "beside random init; write a table, a CSV and charts")
     bench.add_argument("--methods", default="", help="comma-separated, e.g. ijepa,simclr "
                        "(default: every method with a NAME-shapes recipe)")
     bench.add_argument("--data", default="shapes", help="shapes, digits, imagefolder:PATH or "
                        "cifar:PATH (default shapes)")
-    bench.add_argument("--budget", type=int, default=BenchOptions.budget, metavar="STEPS",
-                       help=f"training steps per method (default {BenchOptions.budget})")
+    bench.add_argument("--budget", type=int, default=None, metavar="STEPS",
+                       help="one training budget for every method (runs in "
+                       "OUT/runs/METHOD), instead of the frontier's --budgets")
+    bench.add_argument("--budgets", default="", metavar="STEPS,STEPS,...", help="several "
+                       "budgets, e.g. 150,600,2400: each method trains at each (runs in "
+                       "OUT/runs/METHOD-STEPS), plus frontier.png and frontier.csv: accuracy "
+                       f"against training time and FLOPs (default {DEFAULT_BUDGETS})")
     bench.add_argument("--batch-size", type=int, default=BenchOptions.batch_size,
                        help=f"default {BenchOptions.batch_size}")
     bench.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     bench.add_argument("--arch", default="vit_nano", help="backbone (default vit_nano)")
-    bench.add_argument("--image-size", type=int, default=32, help="default 32")
+    bench.add_argument("--image-size", type=int, default=BenchOptions.image_size,
+                       help=f"default {BenchOptions.image_size}")
     bench.add_argument("--patch-size", type=int, default=4, help="default 4")
     bench.add_argument("--out", default="runs/bench", help="output directory (default "
                        "runs/bench); runs go to OUT/runs/METHOD")

@@ -100,7 +100,8 @@ class TrainConfig:
     log_every: int = 25
     monitor_every: int = 250       # RankMe / feature std / SIGReg of the eval encoder; 0: off
     collapse_rankme: float = 1.5   # warn when RankMe falls below this (0: off) ...
-    collapse_spread: float = 0.2   # ... or a projector's spread (1 = isotropic) below this
+    collapse_spread: float = 0.2   # ... or an embedder's spread (1 = isotropic) below this
+    collapse_fatal: bool = False   # stop the run (with a checkpoint) at the collapse warning
     checkpoint_every: int = 500
     run_dir: str = ""              # default: runs/<recipe>-<time>
     tensorboard: bool = False

@@ -1,6 +1,7 @@
 """`jepalab quickstart`: the main job in a few minutes on a CPU, over the public verbs.
 
-1. train I-JEPA on the built-in shapes data (recipe `ijepa-quickstart`);
+1. train a JEPA on the built-in shapes data (recipe `jepa-quickstart`; the README says
+   which JEPA and why);
 2. probe it beside a random-init encoder (3 seeds), raw pixels and a supervised model of
    the same architecture trained for the same steps (the ceiling); print the table;
 3. collect Two-Room episodes and train a small LeWM-style world model on them
@@ -21,7 +22,7 @@ from jepalab.eval.baselines import probe_run
 from jepalab.report import plot_curves, probe_table
 from jepalab.train import ensure_trained
 
-RECIPE = "ijepa-quickstart"
+RECIPE = "jepa-quickstart"
 WORLD_RECIPE = "lewm-quickstart"
 WORLD_EPISODES = 300      # noisy-expert Two-Room episodes of 100 steps, 32 px
 PLAN_EPISODES = 10        # half of them across the door
@@ -29,19 +30,21 @@ PLAN_EPISODES = 10        # half of them across the door
 
 def quickstart(out: Path, show_progress: bool = True) -> dict:
     console = Console()
-    run_dir = Path(out) / "ijepa"
     cfg = load_config(RECIPE)
-    console.print(f"[bold]1/4[/bold] training I-JEPA ({RECIPE}: {cfg.model.arch}, "
-                  f"{cfg.train.steps} steps of {cfg.train.batch_size}) into {run_dir}")
+    name = cfg.method_name
+    run_dir = Path(out) / name
+    console.print(f"[bold]1/4[/bold] training {name} ({RECIPE}: {cfg.model.arch}, "
+                  f"{cfg.data.image_size} px, {cfg.train.steps} steps of "
+                  f"{cfg.train.batch_size}) into {run_dir}")
     ensure_trained(cfg, run_dir, show_progress)
     console.print("[bold]2/4[/bold] probing it beside random init, raw pixels and the "
                   "same-budget supervised ceiling")
     result = probe_run(run_dir, show_progress=show_progress)
     console.print(probe_table(result))
     rows = {row["name"]: row for row in result["rows"]}
-    method, random = rows["ijepa"], rows["random init"]
+    method, random = rows[name], rows["random init"]
     margin = method["linear"] - random["linear"]
-    console.print(f"I-JEPA linear probe is {100 * margin:+.1f} points over random init "
+    console.print(f"{name} linear probe is {100 * margin:+.1f} points over random init "
                   f"(random-init spread over {random['seeds']} seeds: "
                   f"{100 * random['linear_std']:.1f} points).")
     folder = checkpoint.latest(run_dir)

@@ -59,14 +59,21 @@ def probe_table(result: dict):
     return table
 
 
-# ----- jepalab bench: its table, CSV and chart -----
-BENCH_COLUMNS = ["method", "linear top-1 %", "kNN top-1 %", "RankMe", "linear vs random init",
-           "samples/s", "peak MiB", "wall s", "note"]
+# ----- jepalab bench: its table, CSV and chart; with several budgets, the frontier -----
+BENCH_COLUMNS = ["method", "steps", "linear top-1 %", "kNN top-1 %", "RankMe",
+                 "linear vs random init", "samples/s", "train TFLOP", "peak MiB", "wall s",
+                 "note"]
 # bench.csv: column -> row key; accuracies and their spreads in percent, the rest as measured
-BENCH_CSV_FIELDS = {"method": "name", "linear_top1": "linear", "linear_std": "linear_std",
-              "knn_top1": "knn", "knn_std": "knn_std", "rankme": "rankme",
-              "linear_margin": "linear_margin", "samples_per_s": "samples_per_s",
-              "peak_memory_mib": "peak_memory_mib", "wall_s": "wall_s", "note": "note"}
+BENCH_CSV_FIELDS = {"method": "name", "steps": "steps", "linear_top1": "linear",
+                    "linear_std": "linear_std", "knn_top1": "knn", "knn_std": "knn_std",
+                    "rankme": "rankme", "linear_margin": "linear_margin",
+                    "samples_per_s": "samples_per_s", "train_flops": "train_flops",
+                    "peak_memory_mib": "peak_memory_mib", "train_s": "train_s",
+                    "wall_s": "wall_s", "note": "note"}
+# frontier.csv: one line per (method, budget); train_s is the training loop alone
+FRONTIER_CSV_FIELDS = {"method": "name", "steps": "steps", "train_s": "train_s",
+                       "wall_s": "wall_s", "train_flops": "train_flops",
+                       "linear_top1": "linear", "knn_top1": "knn", "rankme": "rankme"}
 PERCENT = ("linear", "linear_std", "knn", "knn_std")
 
 
@@ -80,9 +87,11 @@ def bench_cells(row: dict) -> list[str]:
     def number(key, spec):
         return "" if row.get(key) is None else format(row[key], spec)
 
-    return [row["name"], pct("linear"), pct("knn"), number("rankme", ".1f"),
-            number("linear_margin", "+.1f"), number("samples_per_s", ".0f"),
-            number("peak_memory_mib", ".0f"), number("wall_s", ".1f"), row["note"]]
+    tflop = "" if row.get("train_flops") is None else f"{row['train_flops'] / 1e12:.3g}"
+    return [row["name"], number("steps", "d"), pct("linear"), pct("knn"),
+            number("rankme", ".1f"), number("linear_margin", "+.1f"),
+            number("samples_per_s", ".0f"), tflop, number("peak_memory_mib", ".0f"),
+            number("wall_s", ".1f"), row["note"]]
 
 
 def bench_table(rows: list[dict], title: str, notes: list[str]):
@@ -97,7 +106,9 @@ def bench_table(rows: list[dict], title: str, notes: list[str]):
 
 
 def write_bench(out: Path, rows: list[dict], title: str, notes: list[str],
-                  device: torch.device, command: str) -> None:
+                device: torch.device, command: str, frontier: bool = False) -> None:
+    """bench.md, bench.csv and bench.png; with `frontier` (several budgets; the last row is
+    random init) also frontier.png, frontier.csv and a table per budget in bench.md."""
     threads = torch.get_num_threads()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{threads} torch thread{'s' * (threads > 1)}"
@@ -105,14 +116,22 @@ def write_bench(out: Path, rows: list[dict], title: str, notes: list[str],
              f"{torch.__version__} · {device} ({name})", "", f"`{command}`", "",
              "| " + " | ".join(BENCH_COLUMNS) + " |", "|" + "---|" * len(BENCH_COLUMNS)]
     lines += ["| " + " | ".join(bench_cells(row)) + " |" for row in rows]
+    if frontier:
+        lines += ["", *frontier_table(rows)]
+        _write_csv(out / "frontier.csv", rows[:-1], FRONTIER_CSV_FIELDS)
+        plot_frontier(rows, title, out / "frontier.png")
     checkpoint.atomic_write_text(out / "bench.md", "\n".join(lines + [""] + notes) + "\n")
+    _write_csv(out / "bench.csv", rows, BENCH_CSV_FIELDS)
+    plot_bench(rows, title, out / "bench.png")
+
+
+def _write_csv(path: Path, rows: list[dict], fields: dict[str, str]) -> None:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(BENCH_CSV_FIELDS)
+    writer.writerow(fields)
     for row in rows:
-        writer.writerow([_bench_csv(row, key) for key in BENCH_CSV_FIELDS.values()])
-    checkpoint.atomic_write_text(out / "bench.csv", text.getvalue())
-    plot_bench(rows, title, out / "bench.png")
+        writer.writerow([_bench_csv(row, key) for key in fields.values()])
+    checkpoint.atomic_write_text(path, text.getvalue())
 
 
 def _bench_csv(row: dict, key: str):
@@ -139,10 +158,63 @@ def plot_bench(rows: list[dict], title: str, path: Path) -> None:
                width, label=label, color=color)
     ax.axhline(100 * random["linear"], color="C0", linestyle="--", label="random init, linear")
     ax.axhline(100 * random["knn"], color="C1", linestyle=":", label="random init, kNN")
-    ax.set_xticks(list(x), [r["name"] for r in methods], rotation=30, ha="right")
+    several = len({r.get("steps") for r in methods}) > 1
+    ax.set_xticks(list(x), [r["name"] + f" @ {r['steps']}" * several for r in methods],
+                  rotation=30, ha="right")
     ax.set(ylabel="top-1 (%)", title=title)
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def by_method(rows: list[dict]) -> dict[str, dict[int, dict]]:
+    """Method rows (all but the last, random init) as label -> steps -> row."""
+    methods: dict[str, dict[int, dict]] = {}
+    for row in rows[:-1]:
+        methods.setdefault(row["name"], {})[row["steps"]] = row
+    return methods
+
+
+def frontier_table(rows: list[dict]) -> list[str]:
+    """Markdown: linear top-1 % of each method (a line) at each budget (a column)."""
+    methods, random = by_method(rows), rows[-1]
+    budgets = sorted({steps for runs in methods.values() for steps in runs})
+    lines = ["Linear top-1 % by training budget (steps):", "",
+             "| method | " + " | ".join(map(str, budgets)) + " |",
+             "|---|" + "---|" * len(budgets)]
+    for name, runs in methods.items():
+        cells = [f"{100 * runs[s]['linear']:.1f}" if runs.get(s, {}).get("linear") is not None
+                 else "" for s in budgets]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append(f"| {random['name']} | " + " | ".join(
+        [f"{100 * random['linear']:.1f}"] * len(budgets)) + " |")
+    return lines
+
+
+def plot_frontier(rows: list[dict], title: str, path: Path) -> None:
+    """Linear top-1 against training-loop seconds and against training FLOPs (log x), one
+    line per method through its budgets, random init as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods, random = by_method(rows), rows[-1]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key, label in ((axes[0], "train_s", "training time (s)"),
+                           (axes[1], "train_flops", "training FLOPs")):
+        for i, (name, runs) in enumerate(methods.items()):
+            done = [runs[s] for s in sorted(runs) if runs[s].get("linear") is not None]
+            ax.plot([r[key] for r in done], [100 * r["linear"] for r in done], marker="o",
+                    color=f"C{i % 10}", label=name)
+        ax.axhline(100 * random["linear"], color="gray", linestyle="--", label=random["name"])
+        ax.set_xscale("log")
+        ax.set(xlabel=label)
+    axes[0].set(ylabel="linear top-1 (%)")
+    fig.suptitle(title, fontsize=9)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

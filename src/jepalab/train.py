@@ -5,8 +5,9 @@ Per step: set lr and weight decay from their schedules; reseed the RNG from
 take the step's slice of the epoch permutation; forward under autocast; backward,
 clip, optimiser step; the method's `on_step_end` (EMA teachers). Every `log_every`
 steps a JSON line goes to metrics.jsonl; every `monitor_every` steps the evaluation
-encoder's RankMe and feature std on a fixed validation batch; every `checkpoint_every`
-steps (and at the end, and on Ctrl-C) an atomic checkpoint.
+embeddings' RankMe, feature std and spread on a fixed validation batch (a collapse warns,
+or with train.collapse_fatal stops the run); every `checkpoint_every` steps (and at the
+end, and on Ctrl-C) an atomic checkpoint.
 """
 from __future__ import annotations
 
@@ -159,7 +160,9 @@ class StopRequest(contextlib.AbstractContextManager):
 
 class CollapseWatch:
     """Warns once per session when the method's embeddings collapse: RankMe (dimensional
-    collapse) or spread (complete collapse; checked on an `embedder()`'s embeddings only)
+    collapse) or spread (complete collapse; checked on an `embedder()`'s embeddings only:
+    a projector's output, or I-JEPA's target tokens; mean-pooled ViT features sit low and
+    fall early in supervised training too)
     under its threshold and under 0.9 x its value at initialisation (step 0). A random-init
     encoder can sit under a threshold on easy data; only a fall from there is a collapse.
     A threshold of 0 turns its check off."""
@@ -168,9 +171,10 @@ class CollapseWatch:
         self.thresholds, self.initial, self.enabled = thresholds, initial, enabled
         self.warned = False
 
-    def check(self, step: int, values: dict) -> None:
+    def check(self, step: int, values: dict) -> CollapseWarning | None:
+        """Warn (once) and return the warning when a metric has collapsed, else None."""
         if self.warned or not self.enabled:
-            return
+            return None
         for metric, threshold in self.thresholds.items():
             if threshold <= 0:
                 continue
@@ -178,9 +182,10 @@ class CollapseWatch:
             limit = threshold if start is None else min(threshold, 0.9 * start)
             if values[metric] < limit:
                 self.warned = True
-                warnings.warn(CollapseWarning(step, metric, values[metric], start, threshold),
-                              stacklevel=2)
-                return
+                warning = CollapseWarning(step, metric, values[metric], start, threshold)
+                warnings.warn(warning, stacklevel=2)
+                return warning
+        return None
 
 
 def monitor(method: torch.nn.Module, images: torch.Tensor, device: torch.device) -> dict:
@@ -191,6 +196,10 @@ def monitor(method: torch.nn.Module, images: torch.Tensor, device: torch.device)
 
 class Interrupted(Exception):
     """Training stopped on request after a checkpoint; resume continues it."""
+
+
+class Collapsed(Exception):
+    """Training stopped at a collapse warning (train.collapse_fatal=true), after a checkpoint."""
 
 
 def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progress: bool = True,
@@ -239,7 +248,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
     monitor_images = data.val.images[:MONITOR_IMAGES]
     params = [p for group in optimizer.param_groups for p in group["params"]]
     bar, task = progress_bar(show_progress and world.is_main, total, start)
-    step, window_start, window_samples = start, time.perf_counter(), 0
+    step, window_start, window_samples, collapse = start, time.perf_counter(), 0, None
     began = time.perf_counter()
     initial = {}
     if cfg.train.monitor_every:  # the embeddings at initialisation: step 0 of metrics.jsonl
@@ -296,14 +305,19 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                     if cfg.train.monitor_every and (step % cfg.train.monitor_every == 0
                                                     or step == total):
                         values.update(monitor(method, monitor_images, device))
-                        watch.check(step, values)
+                        collapse = watch.check(step, values)
                     log.write(step, values)
                     bar.update(task, completed=step, status=f"loss {values['loss']:.4f} "
                                f"lr {lr:.2e} {values['samples_per_s']:.0f} samples/s")
                     window_start, window_samples = time.perf_counter(), 0
+                if collapse is not None and cfg.train.collapse_fatal:
+                    break
                 if step % cfg.train.checkpoint_every == 0 and step < end:
                     save()
         save()
+        if collapse is not None and cfg.train.collapse_fatal:
+            raise Collapsed(f"{collapse}; stopped (train.collapse_fatal=true) with a checkpoint "
+                            f"at step {step} in {run_dir}")
         if stop.requested:
             raise Interrupted(f"stopped at step {step}; checkpoint saved in {run_dir}")
     finally:

@@ -1,6 +1,7 @@
 """The collapse warning: it fires when a method's anti-collapse ingredient is removed
 (BYOL without predictor and EMA, VICReg without its variance term, LeJEPA with lambda 0)
-and stays silent on the real recipes, trained the same way (16 px shapes, batch 64).
+or when I-JEPA collapses at the old quickstart settings, and stays silent on the real
+recipes, trained the same way (16 px shapes, batch 64).
 
 Measured at 200 steps (spread = feature std x sqrt(D): 1 isotropic, 0 identical; 0.2 at
 initialisation for all three): BYOL ablated 0.011 vs recipe 0.78; VICReg ablated 0.11 vs
@@ -53,6 +54,33 @@ def test_real_recipe_stays_silent(tmp_path, recipe, steps, ablation):
     assert all(r["rankme"] >= cfg.train.collapse_rankme or r["rankme"] >= 0.9 * rows[0]["rankme"]
                for r in rows[1:])
     assert min(r["spread"] for r in rows[1:]) > 2 * cfg.train.collapse_spread
+
+
+# The quickstart's I-JEPA before issue 9: 32 px, lr 1e-3 after 25 warm-up steps, EMA from
+# 0.99. Its loss falls to 0.01 by step 100 while its target tokens grow alike.
+OLD_QUICKSTART = ["data.image_size=32", "optim.lr=1e-3", "optim.warmup_steps=25",
+                  "method.ema_start=0.99", "train.batch_size=128", "train.steps=250",
+                  "train.log_every=25", "train.monitor_every=25", "train.threads=2"]
+
+
+def test_fatal_warning_stops_the_old_quickstart_ijepa_collapse(tmp_path):
+    """I-JEPA has no projector: the monitor reads what its loss regresses (the target
+    encoder's LayerNorm'd tokens), whose spread falls under 0.2 within about 125 steps; with
+    train.collapse_fatal the run stops there with a checkpoint."""
+    from jepalab import checkpoint
+    from jepalab.train import Collapsed
+
+    cfg = load_config("ijepa-shapes", OLD_QUICKSTART + ["train.collapse_fatal=true"])
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(Collapsed) as stop:
+        warnings.simplefilter("always")
+        train(cfg, tmp_path / "run", show_progress=False)
+    fired = [w.message for w in caught if issubclass(w.category, CollapseWarning)]
+    assert len(fired) == 1 and fired[0].metric == "spread", [str(w) for w in fired]
+    step = fired[0].step
+    assert step < cfg.train.steps and f"step {step}" in str(stop.value)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert rows[0]["spread"] > 0.4 and rows[-1]["step"] == step  # fell from 0.47 at init
+    assert checkpoint.step_of(checkpoint.latest(tmp_path / "run")) == step
 
 
 def test_a_threshold_of_zero_turns_off_only_its_own_check():

@@ -19,7 +19,7 @@ import torch.nn as nn
 from jepalab import losses
 from jepalab.data.views import crop_flip
 from jepalab.methods import StepOutput
-from jepalab.methods.ijepa import MaskedPredictionConfig, block_targets
+from jepalab.methods.ijepa import MaskedPredictionConfig, TargetTokens, block_targets
 from jepalab.nn.predictor import MaskedPredictor
 from jepalab.nn.vit import VisionTransformer, ViTSpec
 
@@ -62,3 +62,6 @@ class Method(nn.Module):
 
     def eval_encoder(self) -> nn.Module:
         return self.encoder
+
+    def embedder(self) -> nn.Module:
+        return TargetTokens(self.encoder)

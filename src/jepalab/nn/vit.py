@@ -4,8 +4,8 @@ Parameter names follow timm's `VisionTransformer` (patch_embed.proj, pos_embed,
 blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}, norm), so a state dict
 exported from here loads into timm with `global_pool="avg", class_token=False` (with a
 class token: `global_pool="token", class_token=True, no_embed_class=True`).
-Attention is `F.scaled_dot_product_attention`, which picks flash / memory-efficient
-kernels on GPUs and a fused kernel on CPUs.
+Attention is `F.scaled_dot_product_attention` on GPUs (flash / memory-efficient kernels)
+and plain matmuls on CPUs (see `attention`).
 """
 from __future__ import annotations
 
@@ -55,6 +55,23 @@ def gather_tokens(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(tokens, 1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v for (B, H, N, d) inputs; `mask` True where allowed.
+
+    On GPUs: `F.scaled_dot_product_attention` (flash / memory-efficient kernels). On CPUs,
+    for the short sequences these models see, plain matmuls are faster than its fused
+    kernel (benchmarks/attention.py: a vit_nano I-JEPA step about 15% faster at 16 and at
+    64 tokens), so they are used there.
+    """
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1) @ v
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
@@ -68,8 +85,7 @@ class Attention(nn.Module):
         """x (B, N, D); `mask` (N, N) bool, True where a query may attend to a key."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).unbind(2)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
-                                             v.transpose(1, 2), attn_mask=mask)
+        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 

@@ -1,0 +1,76 @@
+"""Attention on CPUs: `F.scaled_dot_product_attention`'s fused kernel against plain matmuls
+(what `jepalab.nn.vit.attention` uses on CPUs), side by side in one run.
+
+Run from the repository root:  python benchmarks/attention.py [--steps 10] [--threads 2]
+
+Times one training step (forward, backward, AdamW) of the vit_nano I-JEPA recipe at batch
+128 at 16 px (16 tokens) and 32 px (64 tokens), and checks the two paths agree.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from jepalab.config import load_config  # noqa: E402
+from jepalab.nn import vit  # noqa: E402
+from jepalab.train import build_method, parameter_groups  # noqa: E402
+
+
+def fused(q, k, v, mask=None):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def step_times(image_size: int, steps: int, path) -> list[float]:
+    cfg = load_config("ijepa-shapes", [f"data.image_size={image_size}"])
+    torch.manual_seed(0)
+    method = build_method(cfg, 10)
+    optimizer = torch.optim.AdamW(parameter_groups(method), lr=1e-4)
+    batch = {"images": torch.randint(0, 256, (128, 3, image_size, image_size),
+                                     dtype=torch.uint8)}
+    times = []
+    with mock.patch.object(vit, "attention", path):
+        for i in range(steps + 2):
+            start = time.perf_counter()
+            out = method(batch)
+            optimizer.zero_grad()
+            out.loss.backward()
+            optimizer.step()
+            if i >= 2:  # two warm-up steps
+                times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    q, k, v = torch.randn(3, 64, 4, 64, 32).unbind(0)
+    mask = torch.rand(64, 64) > 0.3
+    mask.fill_diagonal_(True)
+    for m in (None, mask):
+        assert torch.allclose(vit.attention(q, k, v, m), fused(q, k, v, m), atol=1e-5)
+    print(f"torch {torch.__version__}, {args.threads} threads, vit_nano I-JEPA step, batch 128")
+    print(f"| tokens | fused SDPA median ms | matmuls median ms | speed-up |\n|---|---|---|---|")
+    for size in (16, 32):
+        # alternate the two paths so a busy machine slows both alike
+        runs = {"fused": [], "matmul": []}
+        for _ in range(2):
+            runs["fused"] += step_times(size, args.steps // 2, fused)
+            runs["matmul"] += step_times(size, args.steps // 2, vit.attention)
+        a, b = (statistics.median(runs[k]) * 1000 for k in ("fused", "matmul"))
+        print(f"| {(size // 4) ** 2} | {a:.0f} | {b:.0f} | {a / b:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

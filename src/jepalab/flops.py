@@ -1,0 +1,36 @@
+"""Training FLOPs of one step, counted by `torch.utils.flop_counter.FlopCounterMode`.
+
+It counts the FLOPs of matrix multiplies, convolutions and attention (2 per multiply-add),
+forward and backward; elementwise work, normalisation and the optimiser are not counted, and
+neither is a teacher's EMA update. A step's count is the same at every step when the shapes
+are; where a method's masks change the token counts from step to step, step 0's draw stands
+for all of them.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from jepalab.config import Config
+from jepalab.train import batch_indices, build_method, declared_size
+
+
+def count_step_flops(method: torch.nn.Module, batch: dict) -> int:
+    """FLOPs of one training step of `method` on `batch`: `method(batch)`, then
+    `.loss.backward()` (no optimiser step). Leaves gradients in `method`."""
+    method.train()
+    with FlopCounterMode(display=False) as counter:
+        method(batch).loss.backward()
+    return int(counter.get_total_flops())
+
+
+def train_step_flops(cfg: Config, data, device: torch.device) -> int:
+    """FLOPs of one training step of `cfg`: a freshly built method on step 0's batch (the
+    seed the trainer uses for step 0), leaving the caller's random state as it was."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.train.seed)
+        method = build_method(cfg, declared_size(data)).to(device)
+        torch.manual_seed(cfg.train.seed * 1_000_003)  # the trainer's seed for step 0
+        index = batch_indices(0, len(data.train), cfg.train.batch_size, cfg.train.seed)
+        batch = {key: value.to(device) for key, value in data.train.batch(index).items()}
+        return count_step_flops(method, batch)

@@ -61,7 +61,7 @@ def main() -> None:
     for m in (None, mask):
         assert torch.allclose(vit.attention(q, k, v, m), fused(q, k, v, m), atol=1e-5)
     print(f"torch {torch.__version__}, {args.threads} threads, vit_nano I-JEPA step, batch 128")
-    print(f"| tokens | fused SDPA median ms | matmuls median ms | speed-up |\n|---|---|---|---|")
+    print("| tokens | fused SDPA median ms | matmuls median ms | speed-up |\n|---|---|---|---|")
     for size in (16, 32):
         # alternate the two paths so a busy machine slows both alike
         runs = {"fused": [], "matmul": []}

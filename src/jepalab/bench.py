@@ -374,7 +374,8 @@ def run_bench(opts: BenchOptions) -> list[dict]:
     report.write_bench(out, rows, title, notes, device, opts.command(names),
                        frontier=opts.frontier)
     console.print(report.bench_table(rows, title, notes))
-    written = ["bench.md", "bench.csv", "bench.png"] + ["frontier.png", "frontier.csv"] * opts.frontier
+    written = ["bench.md", "bench.csv", "bench.png"]
+    written += ["frontier.png", "frontier.csv"] * opts.frontier
     console.print(f"wrote {', '.join(str(out / name) for name in written)}")
     return rows
 

@@ -207,8 +207,9 @@ def plot_frontier(rows: list[dict], title: str, path: Path) -> None:
                            (axes[1], "train_flops", "training FLOPs")):
         for i, (name, runs) in enumerate(methods.items()):
             done = [runs[s] for s in sorted(runs) if runs[s].get("linear") is not None]
-            ax.plot([r[key] for r in done], [100 * r["linear"] for r in done], marker="o",
-                    color=f"C{i % 10}", label=name)
+            ax.plot([r[key] for r in done], [100 * r["linear"] for r in done],
+                    marker="os^Dv"[i // 10 % 5], linestyle="-" if i < 10 else "--",
+                    color=f"C{i % 10}", label=name)  # 10 colours, then new marks
         ax.axhline(100 * random["linear"], color="gray", linestyle="--", label=random["name"])
         ax.set_xscale("log")
         ax.set(xlabel=label)

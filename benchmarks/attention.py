@@ -5,6 +5,8 @@ Run from the repository root:  python benchmarks/attention.py [--steps 10] [--th
 
 Times one training step (forward, backward, AdamW) of the vit_nano I-JEPA recipe at batch
 128 at 16 px (16 tokens) and 32 px (64 tokens), and checks the two paths agree.
+Measured on 2 idle cores, torch 2.13.0+cpu: 294 -> 250 ms (1.18x) at 16 tokens, 681 -> 657
+ms (1.04x) at 64.
 """
 from __future__ import annotations
 

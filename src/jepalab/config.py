@@ -98,7 +98,7 @@ class TrainConfig:
     device: str = "auto"           # auto, cpu, cuda, cuda:N, mps
     precision: str = "auto"        # auto: bf16 on GPUs that have it, else fp32
     log_every: int = 25
-    monitor_every: int = 250       # RankMe / feature std / SIGReg of the eval encoder; 0: off
+    monitor_every: int = 250       # collapse diagnostics of the embedder (or eval encoder); 0: off
     collapse_rankme: float = 1.5   # warn when RankMe falls below this (0: off) ...
     collapse_spread: float = 0.2   # ... or an embedder's spread (1 = isotropic) below this
     collapse_fatal: bool = False   # stop the run (with a checkpoint) at the collapse warning

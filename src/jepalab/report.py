@@ -33,7 +33,7 @@ def plot_curves(run_dir: str | Path) -> Path:
     left.set(xlabel="step", ylabel="training loss", title="loss")
     monitored = [r for r in read_metrics(run_dir) if "rankme" in r]
     right.plot([r["step"] for r in monitored], [r["rankme"] for r in monitored], marker="o")
-    right.set(xlabel="step", ylabel="RankMe (eval encoder)", title="RankMe")
+    right.set(xlabel="step", ylabel="RankMe (the embeddings the loss acts on)", title="RankMe")
     fig.tight_layout()
     out = run_dir / "curves.png"
     fig.savefig(out, dpi=100)

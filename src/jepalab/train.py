@@ -305,7 +305,10 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                     if cfg.train.monitor_every and (step % cfg.train.monitor_every == 0
                                                     or step == total):
                         values.update(monitor(method, monitor_images, device))
-                        collapse = watch.check(step, values)
+                        warning = watch.check(step, values)  # rank 0's; every rank stops
+                        if cfg.train.collapse_fatal:  # with it (one collective, if asked)
+                            collapse = distributed.broadcast_object(
+                                warning and str(warning), world)
                     log.write(step, values)
                     bar.update(task, completed=step, status=f"loss {values['loss']:.4f} "
                                f"lr {lr:.2e} {values['samples_per_s']:.0f} samples/s")

@@ -149,14 +149,19 @@ def test_bad_method_never_tracebacks(tmp_path):
     assert "unknown method 'nope'" in result.stderr
 
 
-def test_interrupt_prints_the_command_that_resumes(tmp_path, monkeypatch, capsys):
+def interrupted_bench(args, out, monkeypatch, capsys) -> str:
+    """Run the bench with its first training interrupted (as Ctrl-C would); its stderr."""
     def stop(cfg, run_dir, show_progress):
         raise Interrupted(f"stopped at step 2; checkpoint saved in {run_dir}")
 
     monkeypatch.setattr(bench, "ensure_trained", stop)
     monkeypatch.setattr(bench, "random_init_row", lambda *a: {"linear": 0.1})
-    assert main(["bench", *ARGS, "--out", str(tmp_path)]) == 130
-    err = capsys.readouterr().err
+    assert main(["bench", *args, "--out", str(out)]) == 130
+    return capsys.readouterr().err
+
+
+def test_interrupt_prints_the_command_that_resumes(tmp_path, monkeypatch, capsys):
+    err = interrupted_bench(ARGS, tmp_path, monkeypatch, capsys)
     assert "stopped at step 2" in err
     assert "jepalab bench --methods ijepa --data digits --budget 4 --batch-size 32" in err
     assert f"--out {tmp_path}" in err
@@ -315,13 +320,7 @@ def test_bad_budgets_exit_2_with_a_message(tmp_path, capsys, flags, words):
 
 
 def test_frontier_interrupt_prints_the_command_with_its_budgets(tmp_path, monkeypatch, capsys):
-    def stop(cfg, run_dir, show_progress):
-        raise Interrupted(f"stopped at step 1; checkpoint saved in {run_dir}")
-
-    monkeypatch.setattr(bench, "ensure_trained", stop)
-    monkeypatch.setattr(bench, "random_init_row", lambda *a: {"linear": 0.1})
-    assert main(["bench", *FRONTIER, "--out", str(tmp_path)]) == 130
-    err = capsys.readouterr().err
+    err = interrupted_bench(FRONTIER, tmp_path, monkeypatch, capsys)
     assert f"checkpoint saved in {tmp_path / 'runs' / 'ijepa-2'}" in err  # smallest first
     assert "jepalab bench --methods ijepa --data digits --budgets 2,4 --batch-size 32" in err
 

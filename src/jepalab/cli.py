@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"default {BenchOptions.image_size}")
     bench.add_argument("--patch-size", type=int, default=4, help="default 4")
     bench.add_argument("--out", default="runs/bench", help="output directory (default "
-                       "runs/bench); runs go to OUT/runs/METHOD")
+                       "runs/bench); runs go to OUT/runs/METHOD-STEPS (with --budget: "
+                       "OUT/runs/METHOD)")
     bench.add_argument("--ceiling", action="store_true", help="add a supervised model "
                        "trained for the same budget (one more training run)")
     from jepalab.envs import ENVS

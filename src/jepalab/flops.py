@@ -12,7 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from jepalab.config import Config
-from jepalab.train import batch_indices, build_method, declared_size
+from jepalab.train import batch_indices, build_method, declared_size, step_seed
 
 
 def count_step_flops(method: torch.nn.Module, batch: dict) -> int:
@@ -30,7 +30,7 @@ def train_step_flops(cfg: Config, data, device: torch.device) -> int:
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.train.seed)
         method = build_method(cfg, declared_size(data)).to(device)
-        torch.manual_seed(cfg.train.seed * 1_000_003)  # the trainer's seed for step 0
+        torch.manual_seed(step_seed(cfg.train.seed, 0))
         index = batch_indices(0, len(data.train), cfg.train.batch_size, cfg.train.seed)
         batch = {key: value.to(device) for key, value in data.train.batch(index).items()}
         return count_step_flops(method, batch)

@@ -54,6 +54,11 @@ def declared_size(data: ImageData | TrajectoryData) -> int:
     return data.block_action_dim if isinstance(data, TrajectoryData) else len(data.classes)
 
 
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The RNG seed of a step on a rank: views and masks are a function of (seed, step, rank)."""
+    return seed * 1_000_003 + step * 1009 + rank
+
+
 def batch_indices(step: int, num_samples: int, batch_size: int, seed: int) -> torch.Tensor:
     """The global batch of `step`: positions [step*B, (step+1)*B) of a stream of epochs,
     each epoch a permutation drawn from (seed, epoch)."""
@@ -276,7 +281,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         with bar, StopRequest() as stop:
             while step < end and not stop.requested:
                 lr, weight_decay = schedules.apply(optimizer, step, total, cfg.optim)
-                torch.manual_seed(cfg.train.seed * 1_000_003 + step * 1009 + world.rank)
+                torch.manual_seed(step_seed(cfg.train.seed, step, world.rank))
                 index = batch_indices(step, len(data.train), cfg.train.batch_size, cfg.train.seed)
                 index = index[world.rank * per_rank:(world.rank + 1) * per_rank]
                 batch = {key: value.to(device, non_blocking=True)
@@ -313,12 +318,12 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                     bar.update(task, completed=step, status=f"loss {values['loss']:.4f} "
                                f"lr {lr:.2e} {values['samples_per_s']:.0f} samples/s")
                     window_start, window_samples = time.perf_counter(), 0
-                if collapse is not None and cfg.train.collapse_fatal:
+                if collapse is not None:  # set only with train.collapse_fatal
                     break
                 if step % cfg.train.checkpoint_every == 0 and step < end:
                     save()
         save()
-        if collapse is not None and cfg.train.collapse_fatal:
+        if collapse is not None:
             raise Collapsed(f"{collapse}; stopped (train.collapse_fatal=true) with a checkpoint "
                             f"at step {step} in {run_dir}")
         if stop.requested:

@@ -7,7 +7,8 @@ Run from the repository root, one bench output folder per seed (each a `jepalab 
 
 Reads each folder's bench.csv and prints a Markdown table: per (method, steps), linear
 top-1 mean ± standard deviation over the seeds with a 95% Student-t interval of the mean,
-the mean margin over the random-init row, kNN top-1, RankMe and training TFLOP.
+the mean margin over the random-init row, kNN top-1, RankMe, training TFLOP and how many
+seeds' collapse monitor warned. A bench's --variant rows are methods of their own here.
 """
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def main() -> None:
                 runs.setdefault((row["method"], row["steps"]), []).append(row)
     print(f"{len(args.folders)} benches; random init linear top-1 {statistics.mean(random):.1f}")
     print("| method | steps | seeds | linear top-1 % (mean ± sd [95% CI]) | margin | "
-          "kNN top-1 % | RankMe | train TFLOP |\n|---|---|---|---|---|---|---|---|")
+          "kNN top-1 % | RankMe | train TFLOP | collapse warnings |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for (method, steps), rows in runs.items():
         linear = [float(r["linear_top1"]) for r in rows]
         flops = [number(r, "train_flops") for r in rows if number(r, "train_flops")]
@@ -66,7 +68,8 @@ def main() -> None:
               f"{statistics.mean(linear) - statistics.mean(random):+.1f} | "
               f"{interval([float(r['knn_top1']) for r in rows])} | "
               f"{statistics.mean(float(r['rankme']) for r in rows):.1f} | "
-              + (f"{statistics.mean(flops) / 1e12:.3g} |" if flops else " |"))
+              + (f"{statistics.mean(flops) / 1e12:.3g} |" if flops else " |")
+              + f" {sum('collapse warning' in r['note'] for r in rows)}/{len(rows)} |")
 
 
 if __name__ == "__main__":

@@ -2,16 +2,18 @@
 the accuracy-vs-compute frontier over several budgets."""
 import csv
 import json
+import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
 
 from jepalab import bench, checkpoint, config, report
 from jepalab.bench import BenchOptions, method_config, run_bench
-from jepalab.cli import main
+from jepalab.cli import build_parser, main
 from jepalab.flops import count_step_flops
 from jepalab.methods import StepOutput
 from jepalab.train import Interrupted, train
@@ -132,6 +134,14 @@ def test_other_settings_in_the_same_out_are_refused(done, capsys):
     (["--budget", "0"], ["--budget", "0"]),
     (["--data", "digts"], ["--data", "did you mean 'digits'"]),
     (["--image-size", "30"], ["--image-size 30", "--patch-size 4"]),
+    (["--variant", "vicreg"], ["--variant 'vicreg': no override", "method.cov_coeff=0"]),
+    (["--variant", "vicrg method.cov_coeff=0"], ["unknown method 'vicrg'", "'vicreg'"]),
+    (["--variant", "vicreg method.cov_cof=0"], ["--variant 'vicreg method.cov_cof=0'",
+                                                "did you mean 'cov_coeff'"]),
+    (["--variant", "vicreg cov_coeff=0"], ["must look like section.key=value"]),
+    (["--variant", "vicreg model.arch=vit_micro"], ["model.arch is shared by every row",
+                                                    "method.*, optim.* and train.*"]),
+    (["--variant", "vicreg train.steps=9"], ["train.steps is shared by every row"]),
 ])
 def test_bad_options_exit_2_with_a_message(tmp_path, capsys, flags, words):
     assert main(["bench", "--out", str(tmp_path), *flags]) == 2
@@ -327,7 +337,7 @@ def test_frontier_interrupt_prints_the_command_with_its_budgets(tmp_path, monkey
 
 def test_each_budget_has_its_own_steps_warmup_and_run_dir(tmp_path):
     opts = options(tmp_path, budget=None, budgets="2400,600", ceiling=True)
-    configs = bench.bench_configs(opts, ["ijepa"])
+    configs = bench.bench_configs(opts, [bench.Entry("ijepa")])
     assert list(configs) == [("ijepa", 600), ("supervised (ceiling)", 600),
                              ("ijepa", 2400), ("supervised (ceiling)", 2400)]
     for (label, steps), cfg in configs.items():
@@ -336,3 +346,27 @@ def test_each_budget_has_its_own_steps_warmup_and_run_dir(tmp_path):
         assert cfg.train.steps == steps
     assert configs["ijepa", 600].optim.warmup_steps == 60  # 10% of 600
     assert configs["ijepa", 2400].optim.warmup_steps == 150  # the recipe's
+
+
+def test_a_variant_is_its_method_with_its_overrides_in_a_run_of_its_own(tmp_path):
+    opts = options(tmp_path, methods="vicreg", budget=None, budgets="100,400", variants=[
+        "vicreg method.cov_coeff=0", "lejepa method.lam=0.2 optim.lr=2e-3"])
+    configs = bench.bench_configs(opts, bench.parse_entries(opts))
+    assert list(configs) == [(label, steps) for steps in (100, 400) for label in (
+        "vicreg", "vicreg method.cov_coeff=0", "lejepa method.lam=0.2 optim.lr=2e-3")]
+    plain, variant = configs["vicreg", 400], configs["vicreg method.cov_coeff=0", 400]
+    assert (plain.method.cov_coeff, variant.method.cov_coeff) == (1.0, 0.0)
+    assert replace(variant.method, cov_coeff=1.0) == plain.method  # nothing else differs
+    assert variant.train.run_dir == str(tmp_path / "runs" / "vicreg_method.cov_coeff=0-400")
+    lejepa = configs["lejepa method.lam=0.2 optim.lr=2e-3", 100]
+    assert (lejepa.method.lam, lejepa.optim.lr, lejepa.optim.warmup_steps) == (0.2, 2e-3, 10)
+    assert (variant.model, variant.data) == (plain.model, plain.data)
+
+
+def test_variants_alone_train_only_the_variants_and_the_command_reruns_them(tmp_path):
+    opts = options(tmp_path, methods="", variants=["vicreg method.cov_coeff=0"])
+    assert bench.parse_entries(opts) == [bench.Entry("vicreg", ("method.cov_coeff=0",))]
+    command = opts.command()
+    assert "--methods" not in command and "--variant 'vicreg method.cov_coeff=0'" in command
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert args.variants == opts.variants and args.methods == ""

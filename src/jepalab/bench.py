@@ -9,26 +9,29 @@ its result row is cached in OUT/runs/NAME/bench_row.json (random init: OUT/rando
 so running the bench again redoes nothing that is finished. Writes OUT/bench.md, bench.csv
 and bench.png. Each row has its training FLOPs: one step counted (see flops.py) times steps.
 
+A variant (`--variant "vicreg method.cov_coeff=0"`, repeatable) is method NAME with
+`method.*`, `optim.*` or `train.*` overrides, a row of its own under its whole text as the
+label (run dir: the label with spaces as underscores): the ablations of the principle
+tables. The model and data are the bench's, the same for every row and for random init.
+
 With several budgets (`--budgets 150,600,2400`, the accuracy-vs-compute frontier) every
 method trains once per budget, into OUT/runs/NAME-STEPS, each with its own cached row; the
 bench adds OUT/frontier.png, frontier.csv and a table of linear top-1 per budget in bench.md.
 """
 from __future__ import annotations
 
-import gc
 import json
-import resource
+import re
 import shlex
-import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 import jepalab
-from jepalab import checkpoint, config, distributed, report
+from jepalab import checkpoint, config, distributed, memory, report
 from jepalab.config import Config, ConfigError
 from jepalab.eval.baselines import PROBE_TRAIN, ceiling_config, probe_encoder, probe_random_init
 from jepalab.eval.collapse import CollapseWarning
@@ -47,11 +50,16 @@ NOTE = f"below +{FLAG_POINTS:.0f} over random init at this budget"
 FLAGS = {"model.arch": "--arch", "model.patch_size": "--patch-size", "data.name": "--data",
          "data.image_size": "--image-size", "train.steps": "--budget",
          "train.batch_size": "--batch-size"}
+# what a --variant may not override: the settings every row and random init share
+SHARED = ("model.", "data.", "train.steps=", "train.batch_size=", "train.seed=",
+          "train.run_dir=", "train.checkpoint_every=")
 
 
 @dataclass
 class BenchOptions:
     methods: str = ""           # comma-separated names; empty: every NAME-shapes recipe
+    #                             (none when variants are given)
+    variants: list[str] = field(default_factory=list)  # each "NAME section.key=value ..."
     data: str = "shapes"
     budget: int | None = None   # one training budget (steps) for every method, no frontier
     budgets: str = ""           # several, comma-separated (the frontier); "": DEFAULT_BUDGETS
@@ -83,15 +91,18 @@ class BenchOptions:
         """The run directory's name under OUT/runs: NAME-STEPS on a frontier, else NAME."""
         return f"{name}-{steps}" if self.frontier else name
 
-    def command(self, methods: list[str]) -> str:
+    def command(self) -> str:
         """The command line that reruns, and so resumes, this bench."""
         budget = (f"--budgets {','.join(map(str, self.steps()))}" if self.frontier
                   else f"--budget {self.steps()[0]}")
-        return (f"jepalab bench --methods {','.join(methods)} --data {shlex.quote(self.data)} "
-                f"{budget} --batch-size {self.batch_size} --seed {self.seed} "
-                f"--arch {self.arch} --image-size {self.image_size} --patch-size "
-                f"{self.patch_size} --out {shlex.quote(self.out)}" + " --ceiling" * self.ceiling
-                + " --quiet" * self.quiet)
+        entries = parse_entries(self)
+        methods = ",".join(e.name for e in entries if not e.overrides)
+        return ("jepalab bench" + f" --methods {methods}" * bool(methods)
+                + "".join(f" --variant {shlex.quote(e.label)}" for e in entries if e.overrides)
+                + f" --data {shlex.quote(self.data)} {budget} --batch-size {self.batch_size} "
+                f"--seed {self.seed} --arch {self.arch} --image-size {self.image_size} "
+                f"--patch-size {self.patch_size} --out {shlex.quote(self.out)}"
+                + " --ceiling" * self.ceiling + " --quiet" * self.quiet)
 
 
 def available_methods() -> list[str]:
@@ -105,16 +116,53 @@ def available_methods() -> list[str]:
     return names
 
 
-def parse_methods(text: str) -> list[str]:
+def parse_methods(text: str, flag: str = "--methods") -> list[str]:
     valid = available_methods()
     chosen = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip())) or valid
     for name in chosen:
         if name not in valid:
-            raise ConfigError(f"--methods: unknown method {name!r}; valid: {', '.join(valid)}"
+            raise ConfigError(f"{flag}: unknown method {name!r}; valid: {', '.join(valid)}"
                               f"{config._near(name, valid)}")
     if not chosen:
         raise ConfigError(f"--methods: there is no *{SUFFIX} recipe in {config.RECIPES_DIR}")
     return chosen
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the bench: method NAME (recipe NAME-shapes), with a variant's overrides."""
+    name: str
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return " ".join((self.name, *self.overrides))
+
+    @property
+    def slug(self) -> str:
+        """The label as a directory name."""
+        return re.sub(r"[^\w.=,+\[\]-]+", "_", self.label)
+
+
+def parse_entries(opts: BenchOptions) -> list[Entry]:
+    """The rows to train: each of --methods (default every method, or none with variants),
+    then each --variant."""
+    usage = "give a method and its overrides, e.g. --variant 'vicreg method.cov_coeff=0'"
+    entries = ([Entry(name) for name in parse_methods(opts.methods)]
+               if opts.methods or not opts.variants else [])
+    for text in opts.variants:
+        name, *overrides = text.split() or [""]
+        if not overrides:
+            raise ConfigError(f"--variant {text!r}: no override; {usage}")
+        parse_methods(name, f"--variant {text!r}")
+        for item in overrides:
+            if item.startswith(SHARED):
+                raise ConfigError(f"--variant {text!r}: {item.partition('=')[0]} is shared by "
+                                  "every row and random init, so a variant cannot change it "
+                                  "(use the bench's own flags); a variant overrides method.*, "
+                                  "optim.* and train.* keys")
+        entries.append(Entry(name, tuple(overrides)))
+    return list(dict.fromkeys(entries))
 
 
 def parse_budgets(text: str) -> list[int]:
@@ -175,12 +223,18 @@ def bench_config(raw: dict, recipe: str, opts: BenchOptions, steps: int,
         raise ConfigError(f"recipe {recipe}: {e}") from None
 
 
-def method_config(name: str, opts: BenchOptions, steps: int | None = None) -> Config:
-    """Method NAME for `steps` (default: the first budget), in OUT/runs/NAME[-STEPS]."""
+def method_config(entry: Entry | str, opts: BenchOptions, steps: int | None = None) -> Config:
+    """Method (or variant) `entry` for `steps` (default: the first budget), in
+    OUT/runs/SLUG[-STEPS]."""
+    entry = Entry(entry) if isinstance(entry, str) else entry
     steps = opts.steps()[0] if steps is None else steps
-    raw, recipe = config.load_recipe(name + SUFFIX)
-    return bench_config(raw, recipe, opts, steps,
-                        Path(opts.out) / "runs" / opts.run_name(name, steps))
+    raw, recipe = config.load_recipe(entry.name + SUFFIX)
+    run_dir = Path(opts.out) / "runs" / opts.run_name(entry.slug, steps)
+    try:
+        return bench_config(config.apply_overrides(raw, list(entry.overrides)), recipe, opts,
+                            steps, run_dir)
+    except ConfigError as e:
+        raise ConfigError(f"--variant {entry.label!r}: {e}" if entry.overrides else e) from None
 
 
 def supervised_config(first: Config, opts: BenchOptions) -> Config:
@@ -213,31 +267,6 @@ def check_run_dir(cfg: Config) -> None:
                           "; choose another --out or delete that directory")
 
 
-def reset_peak_memory(device: torch.device) -> str:
-    """Start a peak-memory measurement; return what it measures (for the table's footer)."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return "CUDA max_memory_allocated, reset before each method"
-    try:  # Linux: "5" resets the process's resident-memory high-water mark, VmHWM
-        Path("/proc/self/clear_refs").write_text("5")
-        return "peak resident memory of the process (VmHWM), reset before each method"
-    except OSError:
-        return "peak resident memory of the process since it started (ru_maxrss; not reset)"
-
-
-def read_peak_memory(device: torch.device, measure: str) -> float:
-    """MiB since `reset_peak_memory`."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    if "VmHWM" in measure:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB (bytes on macOS)
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
 def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -265,14 +294,14 @@ def bench_method(label: str, cfg: Config, data, log, progress: bool) -> dict:
         log(f"training {cfg.train.steps} steps of {cfg.train.batch_size}, warmup "
             f"{cfg.optim.warmup_steps}" + (f", resuming after step {checkpoint.step_of(found)}"
                                            if found else "") + " ...")
-        measure = reset_peak_memory(device)
+        measure = memory.reset_peak(device)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CollapseWarning)
             ensure_trained(cfg, run_dir, progress)
         collapses = [w.message for w in caught if issubclass(w.category, CollapseWarning)]
         for warning in collapses:
             log(f"[yellow]{warning}")
-        cache.update(peak_memory_mib=read_peak_memory(device, measure), memory_measure=measure,
+        cache.update(peak_memory_mib=memory.read_peak(device, measure), memory_measure=measure,
                      collapse=f"collapse warning at step {collapses[0].step} "
                               f"({collapses[0].metric} {collapses[0].value:.2f})"
                               if collapses else "")
@@ -315,14 +344,14 @@ def random_init_row(cfg: Config, data, out: Path, log) -> dict:
     return row
 
 
-def bench_configs(opts: BenchOptions, names: list[str]) -> dict[tuple[str, int], Config]:
+def bench_configs(opts: BenchOptions, entries: list[Entry]) -> dict[tuple[str, int], Config]:
     """(label, steps) -> config of every run, budget by budget, smallest first."""
     configs = {}
     for steps in opts.steps():
-        for name in names:
-            configs[name, steps] = method_config(name, opts, steps)
+        for entry in entries:
+            configs[entry.label, steps] = method_config(entry, opts, steps)
         if opts.ceiling:
-            first = configs[names[0], steps]
+            first = configs[entries[0].label, steps]
             configs["supervised (ceiling)", steps] = supervised_config(first, opts)
     return configs
 
@@ -334,11 +363,11 @@ def run_bench(opts: BenchOptions) -> list[dict]:
 
     console = Console(highlight=False)
     check_options(opts)
-    names, budgets = parse_methods(opts.methods), opts.steps()
-    configs = bench_configs(opts, names)
+    entries, budgets = parse_entries(opts), opts.steps()
+    configs = bench_configs(opts, entries)
     for cfg in configs.values():  # every refusal comes before any work starts
         check_run_dir(cfg)
-    out, first = Path(opts.out), configs[names[0], budgets[0]]
+    out, first = Path(opts.out), configs[entries[0].label, budgets[0]]
     out.mkdir(parents=True, exist_ok=True)
     device = distributed.pick_device(first.train.device)
     labels = list(dict.fromkeys(label for label, _ in configs))
@@ -370,32 +399,14 @@ def run_bench(opts: BenchOptions) -> list[dict]:
     rows.append({**random, "note": ""})
     title = (f"{opts.data} · {opts.arch} (patch {opts.patch_size}, {opts.image_size}px) · "
              f"{steps_text} steps x {opts.batch_size} · seed {opts.seed}")
-    notes = footer(rows, configs, min(PROBE_TRAIN, len(data.train)))
-    report.write_bench(out, rows, title, notes, device, opts.command(names),
+    warmups: dict[str, list[str]] = {}
+    for (label, _), cfg in configs.items():
+        warmups.setdefault(label, []).append(str(cfg.optim.warmup_steps))
+    notes = report.bench_notes(rows, warmups, WARMUP_FRACTION, min(PROBE_TRAIN, len(data.train)))
+    report.write_bench(out, rows, title, notes, device, opts.command(),
                        frontier=opts.frontier)
     console.print(report.bench_table(rows, title, notes))
     written = ["bench.md", "bench.csv", "bench.png"]
     written += ["frontier.png", "frontier.csv"] * opts.frontier
     console.print(f"wrote {', '.join(str(out / name) for name in written)}")
     return rows
-
-
-def footer(rows: list[dict], configs: dict[tuple[str, int], Config],
-           probe_images: int) -> list[str]:
-    lines = [f"Probes fit on {probe_images} training images, reported on the test split; "
-             "linear: softmax regression, lr x weight decay picked on val; kNN: k=20, cosine.",
-             "samples/s: steps x batch / training-loop time; wall: training loop (summed over "
-             "resumed sessions) + probing.",
-             "train TFLOP: one training step (forward and backward on step 0's batch) counted "
-             "by torch FlopCounterMode (matrix multiplies, convolutions, attention), x steps."]
-    lines += [f"Peak memory: {m}." for m in dict.fromkeys(r["memory_measure"] for r in rows
-                                                          if r.get("memory_measure"))]
-    warmups: dict[str, list[str]] = {}
-    for (label, _), cfg in configs.items():
-        warmups.setdefault(label, []).append(str(cfg.optim.warmup_steps))
-    lines.append(f"Warmup steps (each recipe's, capped at {WARMUP_FRACTION:.0%} of the budget): "
-                 + ", ".join(f"{label} {'/'.join(w)}" for label, w in warmups.items()) + ".")
-    if "supervised (ceiling)" in warmups:
-        lines.append("supervised (ceiling): the same backbone trained with labels for the same "
-                     f"budget, with the optimiser settings of {next(iter(warmups))}.")
-    return lines

@@ -78,7 +78,7 @@ def cmd_quickstart(args) -> int:
 def cmd_bench(args) -> int:
     from dataclasses import fields
 
-    from jepalab.bench import BenchOptions, parse_methods, run_bench
+    from jepalab.bench import BenchOptions, run_bench
     from jepalab.train import Interrupted
 
     options = BenchOptions(**{f.name: getattr(args, f.name) for f in fields(BenchOptions)})
@@ -86,7 +86,7 @@ def cmd_bench(args) -> int:
         run_bench(options)
     except (Interrupted, KeyboardInterrupt) as stop:
         print(f"{stop or 'interrupted'}; finished methods are kept and the bench continues "
-              f"where it stopped with:\n  {options.command(parse_methods(args.methods))}",
+              f"where it stopped with:\n  {options.command()}",
               file=sys.stderr)
         return 130
     return 0
@@ -139,7 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "backbone, seed and budget (or several: a frontier); probe each "
                              "beside random init; write a table, a CSV and charts")
     bench.add_argument("--methods", default="", help="comma-separated, e.g. ijepa,simclr "
-                       "(default: every method with a NAME-shapes recipe)")
+                       "(default: every method with a NAME-shapes recipe; none when "
+                       "--variant is given)")
+    bench.add_argument("--variant", dest="variants", action="append", default=[],
+                       metavar="'NAME KEY=VALUE ...'", help="method NAME with overrides of "
+                       "method.*, optim.* or train.* keys, a row of its own, e.g. --variant "
+                       "'vicreg method.cov_coeff=0' (repeatable)")
     bench.add_argument("--data", default="shapes", help="shapes, digits, imagefolder:PATH or "
                        "cifar:PATH (default shapes)")
     bench.add_argument("--budget", type=int, default=None, metavar="STEPS",

@@ -169,6 +169,26 @@ def plot_bench(rows: list[dict], title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def bench_notes(rows: list[dict], warmups: dict[str, list[str]], warmup_fraction: float,
+                probe_images: int) -> list[str]:
+    """The bench table's footer: how each column was measured; each row's warmup steps
+    (label -> one per budget)."""
+    lines = [f"Probes fit on {probe_images} training images, reported on the test split; "
+             "linear: softmax regression, lr x weight decay picked on val; kNN: k=20, cosine.",
+             "samples/s: steps x batch / training-loop time; wall: training loop (summed over "
+             "resumed sessions) + probing.",
+             "train TFLOP: one training step (forward and backward on step 0's batch) counted "
+             "by torch FlopCounterMode (matrix multiplies, convolutions, attention), x steps."]
+    lines += [f"Peak memory: {m}." for m in dict.fromkeys(r["memory_measure"] for r in rows
+                                                          if r.get("memory_measure"))]
+    lines.append(f"Warmup steps (each recipe's, capped at {warmup_fraction:.0%} of the budget): "
+                 + ", ".join(f"{label} {'/'.join(w)}" for label, w in warmups.items()) + ".")
+    if "supervised (ceiling)" in warmups:
+        lines.append("supervised (ceiling): the same backbone trained with labels for the same "
+                     f"budget, with the optimiser settings of {next(iter(warmups))}.")
+    return lines
+
+
 def by_method(rows: list[dict]) -> dict[str, dict[int, dict]]:
     """Method rows (all but the last, random init) as label -> steps -> row."""
     methods: dict[str, dict[int, dict]] = {}

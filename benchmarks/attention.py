@@ -22,9 +22,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from jepalab.build import build_method  # noqa: E402
 from jepalab.config import load_config  # noqa: E402
 from jepalab.nn import vit  # noqa: E402
-from jepalab.train import build_method, parameter_groups  # noqa: E402
+from jepalab.train import parameter_groups  # noqa: E402
 
 
 def fused(q, k, v, mask=None):

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from jepalab.build import build_method
 from jepalab.checkpoint import encoder_metadata
 from jepalab.config import load_config, load_recipe
 from jepalab.envs import make
 from jepalab.nn.vit import VisionTransformer, ViTSpec
-from jepalab.train import build_method
 from jepalab.world import load_world_model
 from jepalab.world.evaluate import Agent, PlanSettings
 from jepalab.world.graph import TemporalGraph

@@ -4,12 +4,13 @@ random-init encoder's (mean of 3 seeds), its RankMe above random init's, no coll
 warning. The world-model half of the quickstart is tested in tests/world/test_lewm.py."""
 import warnings
 
+from jepalab.build import load_data
 from jepalab.config import load_config
 from jepalab.eval.baselines import probe_encoder, probe_random_init
 from jepalab.eval.collapse import CollapseWarning
 from jepalab.nn.vit import ViTSpec
 from jepalab.quickstart import RECIPE
-from jepalab.train import load_data, train
+from jepalab.train import train
 
 
 def test_quickstart_jepa_is_ten_points_over_random_init(tmp_path):

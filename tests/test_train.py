@@ -16,6 +16,7 @@ import jepalab
 from jepalab import checkpoint
 from jepalab.config import load_config
 from jepalab.train import batch_indices, train
+from jepalab.world import load_world_model
 
 TINY = ["data.name=digits", "data.image_size=16", "model.patch_size=4", "train.batch_size=16",
         "train.log_every=1", "train.monitor_every=3", "optim.warmup_steps=2",
@@ -91,6 +92,9 @@ def test_load_returns_the_eval_encoder(tmp_path):
     images = torch.randn(2, 3, 16, 16)
     target = method.eval_encoder().eval()
     assert torch.allclose(encoder(images), target(images))
+    assert json.loads((tmp_path / "data.json").read_text())["kind"] == "images"
+    with pytest.raises(ValueError, match="is an images run .*not a world model"):
+        load_world_model(tmp_path)  # what `jepalab plan` reads
     file = checkpoint.latest(tmp_path) / "encoder.safetensors"
     assert torch.allclose(jepalab.load(file).features(images), target.features(images))
     (tmp_path / "empty").mkdir()
@@ -151,7 +155,7 @@ def test_two_process_ddp_on_cpu_keeps_ranks_in_sync(tmp_path):
     assert_same({k: v for k, v in rank0.items()}, saved)
     initial = tiny(steps=4)
     torch.manual_seed(initial.train.seed)
-    from jepalab.train import build_method
+    from jepalab.build import build_method
     fresh = build_method(initial, 10).state_dict()
     assert any(not torch.equal(fresh[k], rank0[k]) for k in fresh)  # it trained
 

@@ -32,12 +32,14 @@ import torch
 
 import jepalab
 from jepalab import checkpoint, config, distributed, memory, report
+from jepalab.build import load_data
 from jepalab.config import Config, ConfigError
-from jepalab.eval.baselines import PROBE_TRAIN, ceiling_config, probe_encoder, probe_random_init
+from jepalab.eval.baselines import PROBE_TRAIN, probe_encoder, probe_random_init
 from jepalab.eval.collapse import CollapseWarning
 from jepalab.flops import train_step_flops
 from jepalab.nn.vit import ViTSpec
-from jepalab.train import ensure_trained, finished, load_data
+from jepalab.probe import ceiling_config
+from jepalab.train import ensure_trained, finished
 
 SUFFIX = "-shapes"
 WARMUP_FRACTION = 0.1

@@ -57,7 +57,7 @@ def default_run_dir(recipe: str) -> str:
 def cmd_probe(args) -> int:
     from rich.console import Console
 
-    from jepalab.eval.baselines import probe_run
+    from jepalab.probe import probe_run
     from jepalab.report import plot_curves, probe_table
 
     result = probe_run(args.run_dir, ceiling_dir=args.ceiling, seeds=args.seeds,

@@ -19,7 +19,6 @@ import yaml
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-TRAJECTORIES = "trajectories"  # data.name "trajectories:FILE.h5": world-model training data
 
 
 class ConfigError(ValueError):
@@ -49,18 +48,20 @@ class DataConfig:
 
     @property
     def kind(self) -> str:
-        """What the data set serves: "trajectories" (windows for world models) or "images"."""
-        return "trajectories" if self.name.partition(":")[0] == TRAJECTORIES else "images"
+        """What the data set serves, e.g. "images" or "trajectories" (see data/catalog.py)."""
+        from jepalab.data.catalog import kind_of
+
+        return kind_of(self.name)
 
     def validate(self) -> None:
-        from jepalab.data.images import BUILTIN, FILE_KINDS
+        from jepalab.data.catalog import source
+        from jepalab.data.images import DataError
 
-        kinds = (*FILE_KINDS, TRAJECTORIES)
-        kind, _, path = self.name.partition(":")
-        if not ((kind in BUILTIN and not path) or (kind in kinds and path)):
-            valid = list(BUILTIN) + [f"{k}:PATH" for k in kinds]
-            raise ConfigError(f"data.name: unknown data set {self.name!r}; valid: "
-                              f"{', '.join(valid)}{_near(kind, list(BUILTIN) + list(kinds))}")
+        try:
+            source(self.name)
+        except DataError as e:
+            raise ConfigError(f"data.name: {e}") from None
+        kind = self.name.partition(":")[0]
         _positive("data.image_size", self.image_size)
         if self.window < 2:
             raise ConfigError(f"data.window must be >= 2 frames (a context and a target), got "
@@ -139,14 +140,13 @@ class Config:
             self.method.validate()
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        from jepalab.data.catalog import example
         from jepalab.methods import method_module
 
         wants = getattr(method_module(self.method_name), "DATA_KIND", "images")
         if wants != self.data.kind:
-            example = ("trajectories:FILE.h5 (from `jepalab collect`)" if wants == TRAJECTORIES
-                       else "shapes, digits, imagefolder:PATH, ...")
             raise ConfigError(f"data.name: method {self.method_name!r} trains on {wants}, but "
-                              f"{self.data.name!r} is {self.data.kind}; use {example}")
+                              f"{self.data.name!r} is {self.data.kind}; use {example(wants)}")
         return self
 
     def to_dict(self) -> dict:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from jepalab.build import build_method
 from jepalab.config import Config
-from jepalab.train import batch_indices, build_method, declared_size, step_seed
+from jepalab.train import batch_indices, step_seed
 
 
 def count_step_flops(method: torch.nn.Module, batch: dict) -> int:
@@ -29,7 +30,7 @@ def train_step_flops(cfg: Config, data, device: torch.device) -> int:
     seed the trainer uses for step 0), leaving the caller's random state as it was."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.train.seed)
-        method = build_method(cfg, declared_size(data)).to(device)
+        method = build_method(cfg, data.declares).to(device)
         torch.manual_seed(step_seed(cfg.train.seed, 0))
         index = batch_indices(0, len(data.train), cfg.train.batch_size, cfg.train.seed)
         batch = {key: value.to(device) for key, value in data.train.batch(index).items()}

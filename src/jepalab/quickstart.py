@@ -18,7 +18,7 @@ from rich.console import Console
 
 from jepalab import checkpoint
 from jepalab.config import load_config
-from jepalab.eval.baselines import probe_run
+from jepalab.probe import probe_run
 from jepalab.report import plot_curves, probe_table
 from jepalab.train import ensure_trained
 

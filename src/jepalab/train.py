@@ -22,36 +22,13 @@ from pathlib import Path
 import torch
 
 from jepalab import checkpoint, distributed, schedules
+from jepalab.build import Method, build_method, embeds, load_data, monitored
 from jepalab.config import Config
-from jepalab.data.images import ImageData, load_images
-from jepalab.data.trajectories import TrajectoryData, load_trajectories
 from jepalab.eval.collapse import CollapseWarning, health
 from jepalab.eval.probes import extract_features
-from jepalab.methods import method_module
-from jepalab.nn.vit import ViTSpec
 from jepalab.report import read_metrics
 
 MONITOR_IMAGES = 512
-
-
-def load_data(cfg: Config) -> ImageData | TrajectoryData:
-    if cfg.data.kind == "trajectories":
-        return load_trajectories(cfg.data.name.partition(":")[2], image_size=cfg.data.image_size,
-                                 window=cfg.data.window, frameskip=cfg.data.frameskip,
-                                 seed=cfg.data.seed)
-    extra = {"num_train": cfg.data.num_train} if cfg.data.num_train else {}
-    return load_images(cfg.data.name, image_size=cfg.data.image_size, seed=cfg.data.seed, **extra)
-
-
-def build_method(cfg: Config, declared: int) -> torch.nn.Module:
-    """The method of `cfg`; `declared` is what its data declares (see `declared_size`)."""
-    spec = ViTSpec(cfg.model.arch, cfg.data.image_size, cfg.model.patch_size)
-    return method_module(cfg.method_name).Method(cfg.method, spec, declared)
-
-
-def declared_size(data: ImageData | TrajectoryData) -> int:
-    """The number of classes of image data; the block action's size of trajectory data."""
-    return data.block_action_dim if isinstance(data, TrajectoryData) else len(data.classes)
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -193,10 +170,9 @@ class CollapseWatch:
         return None
 
 
-def monitor(method: torch.nn.Module, images: torch.Tensor, device: torch.device) -> dict:
+def monitor(method: Method, images: torch.Tensor, device: torch.device) -> dict:
     """RankMe, feature std, spread and SIGReg statistic of the method's embeddings."""
-    embedder = method.embedder() if hasattr(method, "embedder") else method.eval_encoder()
-    return health(extract_features(embedder, images, device=device))
+    return health(extract_features(monitored(method), images, device=device))
 
 
 class Interrupted(Exception):
@@ -228,9 +204,9 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         checkpoint.atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     data = load_data(cfg)
-    if world.is_main and isinstance(data, TrajectoryData):  # what planning needs to know
+    if world.is_main:  # what the run trained on (planning reads it)
         checkpoint.atomic_write_text(run_dir / "data.json", json.dumps(data.describe(), indent=1))
-    method = build_method(cfg, declared_size(data)).to(device)
+    method = build_method(cfg, data.declares).to(device)
     if world.size > 1 and device.type == "cuda":  # projectors' BatchNorm over the global batch
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     optimizer = torch.optim.AdamW(parameter_groups(method), lr=cfg.optim.lr,
@@ -250,7 +226,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
     total, per_rank = cfg.train.steps, cfg.train.batch_size // world.size
     end = min(total, stop_at) if stop_at is not None else total
     log = MetricsLog(run_dir, start, cfg.train.tensorboard, world.is_main)
-    monitor_images = data.val.images[:MONITOR_IMAGES]
+    monitor_images = data.monitor_inputs(MONITOR_IMAGES)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     bar, task = progress_bar(show_progress and world.is_main, total, start)
     step, window_start, window_samples, collapse = start, time.perf_counter(), 0, None
@@ -263,7 +239,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         else:
             initial = next((r for r in read_metrics(run_dir) if r["step"] == 0), {})
     thresholds = {"rankme": cfg.train.collapse_rankme}
-    if hasattr(method, "embedder"):  # spread means something for what a loss compares;
+    if embeds(method):  # spread means something for what a loss compares;
         thresholds["spread"] = cfg.train.collapse_spread  # pooled ViT tokens sit low anyway
     watch = CollapseWatch(thresholds, initial, world.is_main)
 

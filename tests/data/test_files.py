@@ -9,8 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from jepalab.config import DataConfig
+from jepalab.data import catalog
 from jepalab.data.files import load_cifar, load_imagefolder
-from jepalab.data.images import DataError, load_images
+from jepalab.data.images import DataError
 
 COLOURS = {"cat": (255, 0, 0), "dog": (0, 255, 0), "emu": (0, 0, 255)}
 
@@ -197,10 +199,30 @@ def test_cifar_refuses_code_in_pickle(tmp_path):
     assert not marker.exists()
 
 
-def test_load_images_dispatch(tmp_path):
+def test_the_catalogue_loads_files_by_name(tmp_path):
     write_images(tmp_path, 10)
-    data = load_images("imagefolder:" + str(tmp_path), image_size=16)
+    data = catalog.load(DataConfig("imagefolder:" + str(tmp_path), image_size=16))
     assert data.name == f"imagefolder:{tmp_path}"
     assert data.train.images.shape[1:] == (3, 16, 16)
+    assert data.declares == len(data.classes) and data.describe()["kind"] == "images"
+    assert data.monitor_inputs(3).shape == (3, 3, 16, 16)
     with pytest.raises(DataError, match="nonexistent"):
-        load_images("cifar:/nonexistent", image_size=32)
+        catalog.load(DataConfig("cifar:/nonexistent", image_size=32))
+
+
+@pytest.mark.parametrize("name, words", [
+    ("digts", ["unknown data set 'digts'", "did you mean 'digits'", "imagefolder:PATH"]),
+    ("imagefolder", ["unknown data set 'imagefolder'", "imagefolder:PATH"]),
+    ("shapes:/tmp/x", ["unknown data set 'shapes:/tmp/x'", "shapes, "]),
+])
+def test_the_catalogue_names_what_is_valid(name, words):
+    with pytest.raises(DataError) as caught:
+        catalog.source(name)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_every_source_has_a_kind():
+    assert catalog.kind_of("shapes") == "images"
+    assert catalog.kind_of("trajectories:/x.h5") == "trajectories"
+    assert "trajectories:FILE.h5" in catalog.example("trajectories")

@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from jepalab.data import shapes
-from jepalab.data.images import load_images
+from jepalab.config import DataConfig
+from jepalab.data import catalog, shapes
 
 
 def test_splits_are_fixed_by_seed_and_cached(tmp_path, monkeypatch):
@@ -45,7 +45,7 @@ def test_shape_regions_differ_between_classes():
 
 
 def test_digits_are_built_in():
-    data = load_images("digits", image_size=16)
+    data = catalog.load(DataConfig("digits", image_size=16))
     assert data.train.images.shape[1:] == (3, 16, 16) and data.image_size == 16
     assert len(data.train) + len(data.val) + len(data.test) == 1797
     assert set(data.test.labels.tolist()) == set(range(10))

@@ -1,11 +1,12 @@
 import pytest
 import torch
 
+from jepalab.build import load_data
 from jepalab.config import load_config
 from jepalab.eval.baselines import probe_encoder, probe_random_init
 from jepalab.methods import ijepa
 from jepalab.nn.vit import ViTSpec
-from jepalab.train import load_data, train
+from jepalab.train import train
 
 
 def small_method(**overrides):
@@ -89,7 +90,7 @@ def test_monitor_reads_the_target_tokens_the_loss_regresses():
 def test_shapes_recipe_reaches_fifteen_points_over_random_init(tmp_path):
     """The ijepa-shapes recipe (about an hour on 2 CPU cores): linear probe at least 15 points
     above the random-init encoder's, and no collapse."""
-    from jepalab.eval.baselines import probe_run
+    from jepalab.probe import probe_run
 
     cfg = load_config("ijepa-shapes", [f"train.run_dir={tmp_path}"])
     train(cfg, tmp_path, show_progress=False)

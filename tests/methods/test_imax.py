@@ -5,13 +5,14 @@ from safetensors import safe_open
 
 import jepalab
 from jepalab import checkpoint
-from jepalab.config import load_config
-from jepalab.data.images import load_images
+from jepalab.build import build_method
+from jepalab.config import DataConfig, load_config
+from jepalab.data import catalog
 from jepalab.data.stereograms import make_stereograms
 from jepalab.data.views import to_float
 from jepalab.methods import imax
 from jepalab.nn.vit import ViTSpec
-from jepalab.train import build_method, train
+from jepalab.train import train
 
 HELD_OUT_SEED = 12345  # the built-in data set draws from seed 0
 
@@ -56,7 +57,7 @@ def test_right_eye_is_the_left_shifted_by_the_disparity():
 
 
 def test_builtin_data_set_has_splits_and_disparity_labels():
-    data = load_images("stereograms", image_size=40, seed=0)
+    data = catalog.load(DataConfig("stereograms", image_size=40, seed=0))
     assert (len(data.train), len(data.val), len(data.test)) == (4000, 500, 500)
     assert data.train.images.shape[1:] == (3, 1, 40) and len(data.classes) == 10
     assert 0 <= data.train.labels.min() and data.train.labels.max() < 10

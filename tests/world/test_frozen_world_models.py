@@ -6,12 +6,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from jepalab.build import build_method
 from jepalab.checkpoint import encoder_metadata
 from jepalab.config import ConfigError, from_dict
 from jepalab.data.trajectories import load_trajectories
 from jepalab.envs.collect import collect
 from jepalab.nn.vit import VisionTransformer, ViTSpec
-from jepalab.train import build_method, parameter_groups, train
+from jepalab.train import parameter_groups, train
 from jepalab.world import load_world_model, rollout
 
 torch.set_num_threads(1)

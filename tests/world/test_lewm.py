@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from jepalab.cli import main
 from jepalab.config import ConfigError, from_dict
 from jepalab.data.trajectories import load_trajectories
 from jepalab.envs.collect import collect
@@ -82,9 +83,17 @@ def test_prediction_error_falls_without_collapse(trained):
     assert rows[-1]["sigreg_term"] < rows[0]["sigreg_term"]  # embeddings closer to Gaussian
 
 
+def test_probe_of_a_world_model_says_what_it_needs(trained, capsys):
+    assert main(["probe", str(trained), "--no-ceiling"]) == 2
+    err = capsys.readouterr().err
+    assert f"{trained} is a trajectories run (method 'lewm'" in err
+    assert "probe needs an image encoder's run" in err and "jepalab plan" in err
+
+
 def test_run_loads_back_as_a_world_model(trained):
     model, data = load_world_model(trained)
-    assert data == {"path": data["path"], "env": "two-room", "env_kwargs": {"size": 16},
+    assert data == {"kind": "trajectories", "path": data["path"], "env": "two-room",
+                    "env_kwargs": {"size": 16},
                     "action_dim": 2, "frameskip": 2}
     pixels = torch.randint(0, 255, (5, 3, 64, 64), dtype=torch.uint8)  # resized to 16
     latents = model.encode(pixels)

@@ -1,4 +1,2 @@
-"""Data: built-in image sets, real-file loaders, batched views."""
-from jepalab.data.images import ImageData, Split, load_images
-
-__all__ = ["ImageData", "Split", "load_images"]
+"""Data: the catalogue of data sets by name (catalog.py), built-in image sets, real-file
+loaders, trajectories, batched views."""

@@ -1,17 +1,10 @@
-"""Image data sets held in memory as uint8 tensors, and the one entry point `load_images`.
+"""Image data sets held in memory as uint8 tensors: the types every image loader returns.
 
-Every data set, built in or read from disk, becomes an `ImageData`: train, val and test
-splits of (images uint8 (N, 3, H, W), labels int64 (N,)) plus class names. Holding the
-pixels as one tensor keeps batching a single index operation, which is what a 2-core
-CPU can afford; augmentations then run batched (see `views.py`).
-
-Names understood by `load_images`:
-  digits               scikit-learn's bundled handwritten digits (8x8, 10 classes), upsampled
-  shapes               procedural shapes with nuisance variation (see `shapes.py`)
-  stereograms          random-dot stereograms of curved surfaces, 1 x image_size strips,
-                       labels = binned disparity (see `stereograms.py`)
-  imagefolder:PATH     PATH/<class>/<image> (or PATH/{train,val,test}/<class>/<image>)
-  cifar:PATH           CIFAR-10 or CIFAR-100 python-pickle batches in PATH
+Every image data set, built in or read from disk, becomes an `ImageData`: train, val and
+test splits of (images uint8 (N, 3, H, W), labels int64 (N,)) plus class names. Holding
+the pixels as one tensor keeps batching a single index operation, which is what a 2-core
+CPU can afford; augmentations then run batched (see `views.py`). Data sets are named and
+loaded through `catalog.py`.
 """
 from __future__ import annotations
 
@@ -20,9 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-BUILTIN = ("digits", "shapes", "stereograms")
-FILE_KINDS = ("imagefolder", "cifar")
 
 
 class DataError(ValueError):
@@ -62,6 +52,21 @@ class ImageData:
     def image_size(self) -> int:
         return self.train.images.shape[-1]
 
+    @property
+    def declares(self) -> int:
+        """What a method is told of this data: its number of classes."""
+        return len(self.classes)
+
+    def monitor_inputs(self, n: int) -> torch.Tensor:
+        """The validation images the collapse monitor encodes."""
+        return self.val.images[:n]
+
+    def describe(self) -> dict:
+        """What a run trained on (its data.json)."""
+        return {"kind": "images", "name": self.name, "image_size": self.image_size,
+                "classes": list(self.classes), "train": len(self.train), "val": len(self.val),
+                "test": len(self.test)}
+
 
 def split_by_seed(n: int, fractions: tuple[float, float], seed: int) -> tuple[np.ndarray, ...]:
     """Shuffle range(n) with `seed`; cut off val and test fractions; return (train, val, test)."""
@@ -90,29 +95,3 @@ def load_digits(image_size: int = 32, seed: int = 0) -> ImageData:
     train, val, test = split_by_seed(len(labels), (0.15, 0.25), seed)
     return ImageData("digits", *(Split(images[i], labels[i]) for i in (train, val, test)),
                      classes=[str(d) for d in range(10)])
-
-
-def load_images(name: str, *, image_size: int, seed: int = 0, **kwargs) -> ImageData:
-    """Load a data set by name (see module docstring); resize to `image_size`."""
-    kind, _, path = name.partition(":")
-    if kind == "digits" and not path:
-        return load_digits(image_size, seed)
-    if kind == "shapes" and not path:
-        from jepalab.data.shapes import load_shapes
-
-        return load_shapes(image_size=image_size, seed=seed, **kwargs)
-    if kind == "stereograms" and not path:
-        from jepalab.data.stereograms import load_stereograms
-
-        return load_stereograms(image_size=image_size, seed=seed)
-    if kind in FILE_KINDS and path:
-        from jepalab.data import files
-
-        loader = files.load_imagefolder if kind == "imagefolder" else files.load_cifar
-        return loader(path, image_size=image_size, seed=seed)
-    import difflib
-
-    valid = list(BUILTIN) + [f"{k}:PATH" for k in FILE_KINDS]
-    near = difflib.get_close_matches(kind, list(BUILTIN) + list(FILE_KINDS), n=1)
-    hint = f" Did you mean {near[0]!r}?" if near else ""
-    raise DataError(f"unknown data set {name!r}; valid: {', '.join(valid)}.{hint}")

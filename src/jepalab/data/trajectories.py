@@ -151,15 +151,25 @@ class TrajectoryData:
     env_kwargs: dict
     action_dim: int           # per env step; a block action has frameskip times as many
     frameskip: int
-    classes: tuple = ()       # no labels: the trainer's interface for image data
 
     @property
     def block_action_dim(self) -> int:
         return self.action_dim * self.frameskip
 
+    @property
+    def declares(self) -> int:
+        """What a method is told of this data: the block action's size."""
+        return self.block_action_dim
+
+    def monitor_inputs(self, n: int) -> torch.Tensor:
+        """The validation frames the collapse monitor encodes."""
+        return self.val.images[:n]
+
     def describe(self) -> dict:
-        return {"path": self.name, "env": self.env, "env_kwargs": self.env_kwargs,
-                "action_dim": self.action_dim, "frameskip": self.frameskip}
+        """What a run trained on (its data.json): what planning needs to know."""
+        return {"kind": "trajectories", "path": self.name, "env": self.env,
+                "env_kwargs": self.env_kwargs, "action_dim": self.action_dim,
+                "frameskip": self.frameskip}
 
 
 def load_trajectories(path: str | Path, *, image_size: int, window: int, frameskip: int,

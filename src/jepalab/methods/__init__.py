@@ -1,7 +1,7 @@
 """Self-supervised methods, one file each, and the registry the config and trainer use.
 
 A method module defines `Config` (a dataclass of its hyperparameters, paper defaults)
-and `Method` (an nn.Module) with:
+and `Method` (an nn.Module; the contract is written as Protocols in jepalab/build.py) with:
   forward(batch) -> StepOutput        batch: {"images": uint8 (B,3,H,W), "labels": (B,)}
   on_step_end(progress: float)        after each optimiser step (EMA teachers, schedules)
   eval_encoder() -> nn.Module         the encoder that probes and exports read
@@ -11,7 +11,8 @@ and `Method` (an nn.Module) with:
 A world model (jepalab.world) is a method too: its module sets DATA_KIND = "trajectories",
 its batches are {"frames", "actions", "proprio"} windows and its third argument is the
 block action's size instead of the number of classes.
-The trainer knows methods only through this interface, never by name.
+A module states the data kind it trains on as DATA_KIND (default "images"; see
+data/catalog.py). The trainer knows methods only through this interface, never by name.
 """
 from __future__ import annotations
 

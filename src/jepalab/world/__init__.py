@@ -54,8 +54,8 @@ def load_world_model(run_dir: str | Path):
     from safetensors.torch import load_file
 
     from jepalab import checkpoint
+    from jepalab.build import build_method
     from jepalab.config import from_dict
-    from jepalab.train import build_method
 
     run_dir = Path(run_dir)
     described = run_dir / "data.json"
@@ -71,6 +71,11 @@ def load_world_model(run_dir: str | Path):
         raw["method"]["encoder"] = str(found / "encoder.safetensors")
     cfg = from_dict(raw, recipe=raw.get("recipe", ""))
     data = json.loads(described.read_text())
+    kind = data.get("kind", "trajectories")  # runs from before image runs wrote data.json
+    if kind != "trajectories":
+        raise ValueError(f"{run_dir} is an {kind} run (method {cfg.method_name!r}), not a world "
+                         "model; plan needs one trained on trajectories (e.g. `jepalab train "
+                         "lewm-two-room`)")
     model = build_method(cfg, data["action_dim"] * data["frameskip"])
     model.load_state_dict(load_file(found / "model.safetensors"))
     if not hasattr(model, "encode"):

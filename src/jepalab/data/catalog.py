@@ -1,0 +1,114 @@
+"""Every data set by name: its kind and its loader, the one place that maps one to the other.
+
+A data set's name is `NAME` (built in) or `NAME:PATH` (read from disk):
+  digits               scikit-learn's bundled handwritten digits (8x8, 10 classes), upsampled
+  shapes               procedural shapes with nuisance variation (see `shapes.py`)
+  stereograms          random-dot stereograms of curved surfaces, 1 x image_size strips,
+                       labels = binned disparity (see `stereograms.py`)
+  imagefolder:PATH     PATH/<class>/<image> (or PATH/{train,val,test}/<class>/<image>)
+  cifar:PATH           CIFAR-10 or CIFAR-100 python-pickle batches in PATH
+  trajectories:FILE    HDF5 episodes from `jepalab collect` (windows for world models)
+
+Its kind says what it serves and so which methods it can train: "images" (ImageData) or
+"trajectories" (TrajectoryData). Each loaded data set answers what the trainer asks of it
+the same way whatever its kind: `declares` (what the method is told: the number of classes,
+the block action's size), `monitor_inputs(n)` (what the collapse monitor encodes) and
+`describe()` (written to the run's data.json).
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from jepalab.data.images import DataError
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str                 # what it serves: "images" or "trajectories"
+    path: bool                # named NAME:PATH (on disk) rather than NAME (built in)
+    load: Callable            # (path, data config) -> the data set
+    example: str = ""         # how a user names it, for messages
+
+
+def _digits(path, cfg):
+    from jepalab.data.images import load_digits
+
+    return load_digits(cfg.image_size, cfg.seed)
+
+
+def _shapes(path, cfg):
+    from jepalab.data.shapes import load_shapes
+
+    return load_shapes(image_size=cfg.image_size, seed=cfg.seed,
+                       **({"num_train": cfg.num_train} if cfg.num_train else {}))
+
+
+def _stereograms(path, cfg):
+    from jepalab.data.stereograms import load_stereograms
+
+    return load_stereograms(image_size=cfg.image_size, seed=cfg.seed)
+
+
+def _imagefolder(path, cfg):
+    from jepalab.data.files import load_imagefolder
+
+    return load_imagefolder(path, image_size=cfg.image_size, seed=cfg.seed)
+
+
+def _cifar(path, cfg):
+    from jepalab.data.files import load_cifar
+
+    return load_cifar(path, image_size=cfg.image_size, seed=cfg.seed)
+
+
+def _trajectories(path, cfg):
+    from jepalab.data.trajectories import load_trajectories
+
+    return load_trajectories(path, image_size=cfg.image_size, window=cfg.window,
+                             frameskip=cfg.frameskip, seed=cfg.seed)
+
+
+SOURCES = {
+    "digits": Source("images", False, _digits),
+    "shapes": Source("images", False, _shapes),
+    "stereograms": Source("images", False, _stereograms),
+    "imagefolder": Source("images", True, _imagefolder),
+    "cifar": Source("images", True, _cifar),
+    "trajectories": Source("trajectories", True, _trajectories,
+                           "trajectories:FILE.h5 (from `jepalab collect`)"),
+}
+
+
+def valid_names(kind: str | None = None) -> list[str]:
+    """How each data set (of `kind`, or every one) is named: NAME or NAME:PATH."""
+    return [f"{name}:PATH" if source.path else name for name, source in SOURCES.items()
+            if kind in (None, source.kind)]
+
+
+def source(name: str) -> Source:
+    """The source of data set `name`; DataError naming what is valid if there is none."""
+    prefix, _, path = name.partition(":")
+    found = SOURCES.get(prefix)
+    if found is None or found.path != bool(path):
+        near = difflib.get_close_matches(prefix, list(SOURCES), n=1)
+        hint = f"; did you mean {near[0]!r}?" if near and near[0] != prefix else ""
+        raise DataError(f"unknown data set {name!r}; valid: {', '.join(valid_names())}{hint}")
+    return found
+
+
+def kind_of(name: str) -> str:
+    return source(name).kind
+
+
+def example(kind: str) -> str:
+    """How to name data of `kind`, for a message."""
+    named = [s.example for s in SOURCES.values() if s.kind == kind and s.example]
+    return named[0] if named else ", ".join(valid_names(kind)[:3]) + ", ..."
+
+
+def load(cfg):
+    """The data set of a data config (`name`, `image_size`, `seed`, and what its kind reads:
+    `num_train` for shapes; `window`, `frameskip` for trajectories)."""
+    return source(cfg.name).load(cfg.name.partition(":")[2], cfg)

@@ -1,0 +1,62 @@
+"""`jepalab probe`: a run's encoder probed beside random init, raw pixels and the supervised
+ceiling, the same architecture trained with labels on the same data for the same number of
+steps (trained here into RUN_DIR/ceiling when missing; eval/ only evaluates)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from jepalab import checkpoint, load
+from jepalab.build import load_data
+from jepalab.config import Config, ConfigError, from_dict
+from jepalab.eval.baselines import PROBE_TRAIN, probe_encoder, probe_pixels, probe_random_init
+from jepalab.methods import method_module
+from jepalab.nn.vit import ViTSpec
+from jepalab.train import ensure_trained
+
+
+def run_config(run_dir: Path) -> Config:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a jepalab run directory (no config.json)")
+    raw = json.loads(path.read_text())
+    return from_dict(raw, recipe=raw.get("recipe", ""))
+
+
+def ceiling_config(cfg: Config) -> Config:
+    """The supervised model with the run's architecture, data, steps and batch size."""
+    module = method_module("supervised")
+    return replace(cfg, method=module.Config(), method_name="supervised",
+                   recipe=f"{cfg.recipe} (supervised ceiling)")
+
+
+def train_ceiling(cfg: Config, run_dir: Path, show_progress: bool = True) -> Path:
+    """Train (or finish) the run's supervised ceiling in RUN_DIR/ceiling."""
+    return ensure_trained(ceiling_config(cfg), Path(run_dir) / "ceiling", show_progress)
+
+
+def probe_run(run_dir: str | Path, *, ceiling_dir: str | Path | None = None, seeds: int = 3,
+              train_ceiling_if_missing: bool = True, show_progress: bool = True) -> dict:
+    """Probe a run and its baselines; write probe.json into the run; return its content."""
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    if cfg.data.kind != "images":
+        raise ConfigError(f"{run_dir} is a {cfg.data.kind} run (method {cfg.method_name!r} on "
+                          f"{cfg.data.name!r}); probe needs an image encoder's run (e.g. "
+                          "`jepalab train lejepa-shapes`); a world model is measured with "
+                          "`jepalab plan ENV RUN_DIR`")
+    data = load_data(cfg)
+    spec = ViTSpec(cfg.model.arch, cfg.data.image_size, cfg.model.patch_size)
+    rows = [probe_encoder(cfg.method_name, load(run_dir), data),
+            probe_random_init(spec, data, seeds),
+            probe_pixels(data)]
+    if ceiling_dir is None and train_ceiling_if_missing:
+        ceiling_dir = train_ceiling(cfg, run_dir, show_progress)
+    if ceiling_dir is not None:
+        rows.append(probe_encoder("supervised (ceiling)", load(ceiling_dir), data))
+    result = {"run": str(run_dir), "data": cfg.data.name, "arch": cfg.model.arch,
+              "steps": cfg.train.steps, "probe_train_images": min(PROBE_TRAIN, len(data.train)),
+              "rows": [asdict(r) for r in rows]}
+    checkpoint.atomic_write_text(run_dir / "probe.json", json.dumps(result, indent=1))
+    return result

@@ -42,7 +42,8 @@ class DataConfig:
     name: str = "shapes"
     image_size: int = 32
     seed: int = 0          # fixes the train/val/test split (and the shapes' draws)
-    num_train: int = 0     # shapes only: size of the training split (0: its default)
+    num_train: int = 0     # shapes, moving_shapes: size of the training split (0: default)
+    frames: int = 8        # videos only: frames per clip
     window: int = 4        # trajectories only: frames per training window ...
     frameskip: int = 5     # ... this many env steps apart (one block action between two)
 
@@ -67,9 +68,14 @@ class DataConfig:
             raise ConfigError(f"data.window must be >= 2 frames (a context and a target), got "
                               f"{self.window}")
         _positive("data.frameskip", self.frameskip)
-        if self.num_train < 0 or (self.num_train and kind != "shapes"):
-            raise ConfigError("data.num_train: only the built-in 'shapes' data takes a training "
-                              f"split size (>= 1), got {self.num_train} for {self.name!r}")
+        generated = ("shapes", "moving_shapes", "moving_shapes_hard")
+        if self.num_train < 0 or (self.num_train and kind not in generated):
+            raise ConfigError(f"data.num_train: only the generated data sets "
+                              f"({', '.join(generated)}) take a training split size (>= 1), "
+                              f"got {self.num_train} for {self.name!r}")
+        if self.frames < 2:
+            raise ConfigError(f"data.frames must be >= 2 (motion needs two frames), got "
+                              f"{self.frames}")
 
 
 @dataclass

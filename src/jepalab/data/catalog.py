@@ -7,13 +7,15 @@ A data set's name is `NAME` (built in) or `NAME:PATH` (read from disk):
                        labels = binned disparity (see `stereograms.py`)
   imagefolder:PATH     PATH/<class>/<image> (or PATH/{train,val,test}/<class>/<image>)
   cifar:PATH           CIFAR-10 or CIFAR-100 python-pickle batches in PATH
+  moving_shapes        procedural clips whose 10 action classes differ only by motion
+                       (see `moving_shapes.py`); moving_shapes_hard with distractors
   trajectories:FILE    HDF5 episodes from `jepalab collect` (windows for world models)
 
-Its kind says what it serves and so which methods it can train: "images" (ImageData) or
-"trajectories" (TrajectoryData). Each loaded data set answers what the trainer asks of it
-the same way whatever its kind: `declares` (what the method is told: the number of classes,
-the block action's size), `monitor_inputs(n)` (what the collapse monitor encodes) and
-`describe()` (written to the run's data.json).
+Its kind says what it serves and so which methods it can train: "images" (ImageData),
+"videos" (VideoData) or "trajectories" (TrajectoryData). Each loaded data set answers
+what the trainer asks of it the same way whatever its kind: `declares` (what the method
+is told: the number of classes, the block action's size), `monitor_inputs(n)` (what the
+collapse monitor encodes) and `describe()` (written to the run's data.json).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from jepalab.data.images import DataError
 
 @dataclass(frozen=True)
 class Source:
-    kind: str                 # what it serves: "images" or "trajectories"
+    kind: str                 # what it serves: "images", "videos" or "trajectories"
     path: bool                # named NAME:PATH (on disk) rather than NAME (built in)
     load: Callable            # (path, data config) -> the data set
     example: str = ""         # how a user names it, for messages
@@ -49,6 +51,15 @@ def _stereograms(path, cfg):
     from jepalab.data.stereograms import load_stereograms
 
     return load_stereograms(image_size=cfg.image_size, seed=cfg.seed)
+
+
+def _moving_shapes(difficulty):
+    def load(path, cfg):
+        from jepalab.data.moving_shapes import load_moving_shapes
+
+        return load_moving_shapes(image_size=cfg.image_size, frames=cfg.frames, seed=cfg.seed,
+                                  difficulty=difficulty, num_train=cfg.num_train or None)
+    return load
 
 
 def _imagefolder(path, cfg):
@@ -76,6 +87,8 @@ SOURCES = {
     "stereograms": Source("images", False, _stereograms),
     "imagefolder": Source("images", True, _imagefolder),
     "cifar": Source("images", True, _cifar),
+    "moving_shapes": Source("videos", False, _moving_shapes("easy"), "moving_shapes"),
+    "moving_shapes_hard": Source("videos", False, _moving_shapes("hard")),
     "trajectories": Source("trajectories", True, _trajectories,
                            "trajectories:FILE.h5 (from `jepalab collect`)"),
 }
@@ -110,5 +123,6 @@ def example(kind: str) -> str:
 
 def load(cfg):
     """The data set of a data config (`name`, `image_size`, `seed`, and what its kind reads:
-    `num_train` for shapes; `window`, `frameskip` for trajectories)."""
+    `num_train` for the built-in generated sets; `frames` for videos; `window`,
+    `frameskip` for trajectories)."""
     return source(cfg.name).load(cfg.name.partition(":")[2], cfg)

@@ -1,4 +1,8 @@
-"""Vision Transformer backbone with fixed 2D sin-cos positions and token subsets.
+"""Vision Transformer backbone for images and clips, fixed sin-cos positions, token subsets.
+
+One class: an image (B, 3, H, W) is cut into p x p patches (2D positions); a clip
+(B, T, 3, H, W), when the spec has frames > 1, into tubelets of `tubelet` frames x p x p
+(a `Conv3d`, 3D positions, tokens in (time, row, column) raster order), as V-JEPA does.
 
 Parameter names follow timm's `VisionTransformer` (patch_embed.proj, pos_embed,
 blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}, norm), so a state dict
@@ -46,6 +50,22 @@ def sincos_2d(embed_dim: int, grid: tuple[int, int],
     parts = []
     for position in (rows.flatten(), cols.flatten()):
         angle = position[:, None] * omega[None]
+        parts += [angle.sin(), angle.cos()]
+    return torch.cat(parts, dim=1).float()
+
+
+def sincos_3d(embed_dim: int, grid: tuple[int, int, int]) -> torch.Tensor:
+    """Fixed 3D sin-cos position embedding, (T*H*W, embed_dim), in (time, row, column)
+    raster order: half the channels encode time, a quarter each the row and the column
+    (V-JEPA's split), each part [sin(p w_k), cos(p w_k)] with w_k = 10000^(-k / (n/2))."""
+    if embed_dim % 8:
+        raise ValueError(f"3D sin-cos positions need embed_dim divisible by 8, got {embed_dim}")
+    parts, axes = [], torch.meshgrid(*(torch.arange(n, dtype=torch.float64) for n in grid),
+                                     indexing="ij")
+    for position, width in zip(axes, (embed_dim // 2, embed_dim // 4, embed_dim // 4)):
+        half = width // 2
+        omega = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) / half)
+        angle = position.flatten()[:, None] * omega[None]
         parts += [angle.sin(), angle.cos()]
     return torch.cat(parts, dim=1).float()
 
@@ -114,7 +134,7 @@ class Block(nn.Module):
 def init_transformer(module: nn.Module, blocks: nn.ModuleList) -> None:
     """Truncated-normal(0.02) linears, unit LayerNorms, residual projections scaled by depth."""
     for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv3d)):
             nn.init.trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
@@ -133,10 +153,18 @@ class ViTSpec:
     patch_size: int = 4
     in_chans: int = 3
     class_token: bool = False  # a learned [CLS] token first; features() is its output
+    frames: int = 1            # > 1: the input is a clip (B, frames, C, H, W)
+    tubelet: int = 2           # frames per token of a clip (V-JEPA: 2)
 
     @property
-    def grid(self) -> tuple[int, int]:
-        return (self.image_size // self.patch_size,) * 2
+    def video(self) -> bool:
+        return self.frames > 1
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Tokens along each axis: (rows, columns), or (time, rows, columns) for a clip."""
+        space = (self.image_size // self.patch_size,) * 2
+        return (self.frames // self.tubelet, *space) if self.video else space
 
     @property
     def dims(self) -> tuple[int, int, int]:
@@ -161,12 +189,17 @@ class VisionTransformer(nn.Module):
         if spec.image_size % spec.patch_size:
             raise ValueError(f"image_size {spec.image_size} is not a multiple of patch_size "
                              f"{spec.patch_size}")
+        if spec.video and spec.frames % spec.tubelet:
+            raise ValueError(f"frames {spec.frames} is not a multiple of tubelet {spec.tubelet}")
         self.spec = spec
         dim, depth, heads = spec.dims
         self.embed_dim = dim
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(spec.in_chans, dim, spec.patch_size, spec.patch_size)
-        self.register_buffer("pos_embed", sincos_2d(dim, spec.grid)[None], persistent=True)
+        p = spec.patch_size
+        self.patch_embed.proj = (nn.Conv3d(spec.in_chans, dim, (spec.tubelet, p, p),
+                                           (spec.tubelet, p, p)) if spec.video
+                                 else nn.Conv2d(spec.in_chans, dim, p, p))
+        self.register_buffer("pos_embed", self.positions(spec.grid), persistent=True)
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.num_prefix = int(spec.class_token)
@@ -178,18 +211,28 @@ class VisionTransformer(nn.Module):
 
     @property
     def num_patches(self) -> int:
-        return self.spec.grid[0] * self.spec.grid[1]
+        return math.prod(self.spec.grid)
 
-    def positions(self, grid: tuple[int, int]) -> torch.Tensor:
-        """(1, N, D) positions of a grid; another size than the spec's (a multi-crop view)
-        is spread over the spec's extent."""
-        if grid == self.spec.grid:
+    def positions(self, grid: tuple[int, ...]) -> torch.Tensor:
+        """(1, N, D) positions of a grid; an image grid of another size than the spec's (a
+        multi-crop view) is spread over the spec's extent."""
+        if grid == self.spec.grid and hasattr(self, "pos_embed"):
             return self.pos_embed
-        return sincos_2d(self.embed_dim, grid, self.spec.grid).to(self.pos_embed)[None]
+        if len(grid) == 3:
+            table = sincos_3d(self.embed_dim, grid)
+        else:
+            table = sincos_2d(self.embed_dim, grid, self.spec.grid)
+        return table[None].to(self.pos_embed if hasattr(self, "pos_embed") else table)
 
     def forward(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """images (B, C, H, W), or clips (B, T, C, H, W) for a video spec -> tokens."""
+        if self.spec.video:
+            if images.ndim != 5:
+                raise ValueError(f"a video ViT takes clips (B, T, C, H, W), got "
+                                 f"{tuple(images.shape)}")
+            images = images.transpose(1, 2)  # Conv3d reads (B, C, T, H, W)
         x = self.patch_embed.proj(images)
-        x = x.flatten(2).transpose(1, 2) + self.positions(tuple(x.shape[-2:]))
+        x = x.flatten(2).transpose(1, 2) + self.positions(tuple(x.shape[2:]))
         if keep is not None:
             x = gather_tokens(x, keep)
         if self.num_prefix:

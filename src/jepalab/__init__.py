@@ -37,7 +37,8 @@ def load(path: str | Path):
         raise ValueError(f"{path} is not a jepalab encoder file (metadata format "
                          f"{meta.get('format')!r}, expected 'jepalab-vit')")
     spec = ViTSpec(meta["arch"], int(meta["image_size"]), int(meta["patch_size"]),
-                   int(meta["in_chans"]), bool(int(meta.get("class_token", "0"))))
+                   int(meta["in_chans"]), bool(int(meta.get("class_token", "0"))),
+                   int(meta.get("frames", "1")), int(meta.get("tubelet", "2")))
     encoder = VisionTransformer(spec)
     encoder.load_state_dict(load_file(path))
     return encoder.eval()

@@ -32,12 +32,11 @@ import torch
 
 import jepalab
 from jepalab import checkpoint, config, distributed, memory, report
-from jepalab.build import load_data
+from jepalab.build import backbone_spec, load_data
 from jepalab.config import Config, ConfigError
 from jepalab.eval.baselines import PROBE_TRAIN, probe_encoder, probe_random_init
 from jepalab.eval.collapse import CollapseWarning
 from jepalab.flops import train_step_flops
-from jepalab.nn.vit import ViTSpec
 from jepalab.probe import ceiling_config
 from jepalab.train import ensure_trained, finished
 
@@ -337,7 +336,7 @@ def random_init_row(cfg: Config, data, out: Path, log) -> dict:
         return cached["row"]
     log(f"random init: probing {SEEDS} encoders ...")
     began, device = time.perf_counter(), distributed.pick_device(cfg.train.device)
-    spec = ViTSpec(cfg.model.arch, cfg.data.image_size, cfg.model.patch_size)
+    spec = backbone_spec(cfg)
     probe = probe_random_init(spec, data, SEEDS, device)
     row = {**asdict(probe), "name": f"random init ({SEEDS} seed{'s' * (SEEDS > 1)})",
            "wall_s": time.perf_counter() - began}

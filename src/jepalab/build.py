@@ -66,7 +66,12 @@ def load_data(cfg: Config) -> DataSet:
     return catalog.load(cfg.data)
 
 
+def backbone_spec(cfg: Config) -> ViTSpec:
+    """The ViT of `cfg`: over clips of data.frames frames for video data, else images."""
+    frames = cfg.data.frames if catalog.kind_of(cfg.data.name) == "videos" else 1
+    return ViTSpec(cfg.model.arch, cfg.data.image_size, cfg.model.patch_size, frames=frames)
+
+
 def build_method(cfg: Config, declared: int) -> Method:
     """The method of `cfg`; `declared` is what its data declares (`DataSet.declares`)."""
-    spec = ViTSpec(cfg.model.arch, cfg.data.image_size, cfg.model.patch_size)
-    return method_module(cfg.method_name).Method(cfg.method, spec, declared)
+    return method_module(cfg.method_name).Method(cfg.method, backbone_spec(cfg), declared)

@@ -58,6 +58,7 @@ def encoder_metadata(encoder: torch.nn.Module) -> dict[str, str]:
         return {"format": "jepalab-module", "class": f"{kind.__module__}.{kind.__qualname__}"}
     return {"format": "jepalab-vit", "arch": spec.arch, "image_size": str(spec.image_size),
             "patch_size": str(spec.patch_size), "in_chans": str(spec.in_chans),
+            "frames": str(spec.frames), "tubelet": str(spec.tubelet),
             "class_token": str(int(spec.class_token))}
 
 

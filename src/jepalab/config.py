@@ -150,9 +150,11 @@ class Config:
         from jepalab.methods import method_module
 
         wants = getattr(method_module(self.method_name), "DATA_KIND", "images")
-        if wants != self.data.kind:
-            raise ConfigError(f"data.name: method {self.method_name!r} trains on {wants}, but "
-                              f"{self.data.name!r} is {self.data.kind}; use {example(wants)}")
+        wants = (wants,) if isinstance(wants, str) else tuple(wants)
+        if self.data.kind not in wants:
+            raise ConfigError(f"data.name: method {self.method_name!r} trains on "
+                              f"{' or '.join(wants)}, but "
+                              f"{self.data.name!r} is {self.data.kind}; use {example(wants[0])}")
         return self
 
     def to_dict(self) -> dict:

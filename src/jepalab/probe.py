@@ -8,12 +8,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from jepalab import checkpoint, load
-from jepalab.build import load_data
+from jepalab.build import backbone_spec, load_data
 from jepalab.config import Config, ConfigError, from_dict
 from jepalab.eval.baselines import PROBE_TRAIN, probe_encoder, probe_pixels, probe_random_init
 from jepalab.methods import method_module
-from jepalab.nn.vit import ViTSpec
 from jepalab.train import ensure_trained
+
+PROBED = ("images", "videos")  # data kinds whose encoders the probes read
 
 
 def run_config(run_dir: Path) -> Config:
@@ -41,13 +42,13 @@ def probe_run(run_dir: str | Path, *, ceiling_dir: str | Path | None = None, see
     """Probe a run and its baselines; write probe.json into the run; return its content."""
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
-    if cfg.data.kind != "images":
+    if cfg.data.kind not in PROBED:
         raise ConfigError(f"{run_dir} is a {cfg.data.kind} run (method {cfg.method_name!r} on "
-                          f"{cfg.data.name!r}); probe needs an image encoder's run (e.g. "
-                          "`jepalab train lejepa-shapes`); a world model is measured with "
-                          "`jepalab plan ENV RUN_DIR`")
+                          f"{cfg.data.name!r}); probe needs an image or video encoder's run "
+                          "(e.g. `jepalab train lejepa-shapes`); a world model is measured "
+                          "with `jepalab plan ENV RUN_DIR`")
     data = load_data(cfg)
-    spec = ViTSpec(cfg.model.arch, cfg.data.image_size, cfg.model.patch_size)
+    spec = backbone_spec(cfg)
     rows = [probe_encoder(cfg.method_name, load(run_dir), data),
             probe_random_init(spec, data, seeds),
             probe_pixels(data)]

@@ -6,6 +6,7 @@ import torch
 from jepalab.config import ConfigError, DataConfig, load_config
 from jepalab.data import catalog, moving_shapes
 from jepalab.data.images import DataError
+from jepalab.data.views import Augment, ViewSpec, crop_flip
 from jepalab.eval.probes import linear_probe
 
 
@@ -100,3 +101,15 @@ def test_bad_video_settings_are_refused():
         load_config("ijepa-shapes", ["data.frames=1"])
     with pytest.raises(ConfigError, match="data.name: unknown data set 'moving_shape'"):
         load_config("ijepa-shapes", ["data.name=moving_shape"])
+
+
+def test_a_clip_gets_one_crop_for_all_its_frames():
+    torch.manual_seed(0)
+    frame = torch.randint(0, 256, (4, 1, 3, 16, 16), dtype=torch.uint8)
+    clips = frame.expand(-1, 6, -1, -1, -1).contiguous()  # every frame the same
+    views = crop_flip(12, (0.2, 0.6), hflip=True)(clips)
+    assert views.shape == (4, 6, 3, 12, 12)
+    assert torch.allclose(views, views[:, :1].expand_as(views), atol=1e-5)  # one draw a clip
+    assert not torch.allclose(views[0, 0], views[1, 0])  # another clip, another draw
+    with pytest.raises(ValueError, match="clips take crop / flip views only"):
+        Augment(ViewSpec(12))(clips)

@@ -87,7 +87,7 @@ def test_probe_of_a_world_model_says_what_it_needs(trained, capsys):
     assert main(["probe", str(trained), "--no-ceiling"]) == 2
     err = capsys.readouterr().err
     assert f"{trained} is a trajectories run (method 'lewm'" in err
-    assert "probe needs an image encoder's run" in err and "jepalab plan" in err
+    assert "probe needs an image or video encoder's run" in err and "jepalab plan" in err
 
 
 def test_run_loads_back_as_a_world_model(trained):

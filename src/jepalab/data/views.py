@@ -44,7 +44,9 @@ class ViewSpec:
 
 
 class Augment(torch.nn.Module):
-    """uint8 (B, 3, H, W) -> normalised float views (B, 3, size, size) drawn per image."""
+    """uint8 (B, 3, H, W) -> normalised float views (B, 3, size, size) drawn per image;
+    clips (B, T, 3, H, W) -> (B, T, 3, size, size), one draw per clip applied to every
+    frame (a crop drawn per frame would destroy the motion), for crop / flip views."""
 
     def __init__(self, spec: ViewSpec):
         super().__init__()
@@ -63,9 +65,17 @@ class Augment(torch.nn.Module):
         if spec.solarize_p > 0:
             ops.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=spec.solarize_p))
         self.ops = torch.nn.Sequential(*ops)
+        self.geometric = len(ops) == 1 + spec.hflip  # crop (and flip): blind to channels
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim == 5:  # frames ride as channels, so each clip gets one draw
+            if not self.geometric:
+                raise ValueError("colour, blur and solarise views are drawn per image; clips "
+                                 "take crop / flip views only (crop_flip)")
+            frames = images.shape[1]
+            out = self.ops(images.flatten(1, 2).float().div_(255.0))
+            return normalise(out.unflatten(1, (frames, -1)))
         return normalise(self.ops(images.float().div_(255.0)))
 
 

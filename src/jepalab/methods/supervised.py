@@ -1,7 +1,8 @@
 """Supervised ceiling: the same encoder trained with labels (mean-pooled tokens -> linear).
 
 Not self-supervised; it is the reference every report prints beside the methods, trained
-with the same architecture, data, views and step budget.
+with the same architecture, data, views and step budget. On images or on clips (a video
+ViT; the crop is drawn once per clip).
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import torch.nn.functional as F
 from jepalab.data.views import crop_flip
 from jepalab.methods import StepOutput
 from jepalab.nn.vit import VisionTransformer, ViTSpec
+
+DATA_KIND = ("images", "videos")
 
 
 @dataclass
@@ -37,7 +40,8 @@ class Method(nn.Module):
         self.head = nn.Linear(self.encoder.embed_dim, num_classes)
 
     def forward(self, batch: dict) -> StepOutput:
-        logits = self.head(self.encoder.features(self.view(batch["images"])))
+        inputs = batch["clips"] if "clips" in batch else batch["images"]
+        logits = self.head(self.encoder.features(self.view(inputs)))
         loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.cfg.label_smoothing)
         accuracy = (logits.argmax(1) == batch["labels"]).float().mean().item()
         return StepOutput(loss, {"train_acc": accuracy})

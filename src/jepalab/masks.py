@@ -104,19 +104,56 @@ def multiblock_2d(batch: int, grid: tuple[int, int], *, num_targets: int = 4,
         "lower num_targets, target_scale or min_keep")
 
 
-def multiblock_3d(batch: int, grid: tuple[int, int, int], **kwargs) -> tuple[torch.Tensor,
-                                                                              torch.Tensor]:
-    """V-JEPA tube masks: 2D multi-blocks on (H, W) extended through all T time steps.
+def multiblock_3d(batch: int, grid: tuple[int, int, int], *, num_blocks: int = 8,
+                  spatial_scale: tuple[float, float] = (0.15, 0.15),
+                  aspect: tuple[float, float] = (0.75, 1.5), min_keep: int = 1,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """V-JEPA's multi-block tube mask (Bardes et al. 2024, Sec. 3.2 and Appendix).
 
-    grid is (T, H, W); keyword arguments as in `multiblock_2d` (min_keep counts tokens per
-    frame). Returns context_idx (B, T*Nc) and target_idx (B, num_targets, T*Nt).
+    Per batch, one block size (spatial scale x aspect, drawn as I-JEPA's); per clip,
+    `num_blocks` blocks placed uniformly on the (H, W) grid. The target is their union,
+    a tube through all T time steps; the context is its complement. V-JEPA draws two
+    such masks per clip, short-range (8 blocks of scale 0.15) and long-range (2 blocks of
+    0.7), and predicts each from its own context. Rows are cut to the batch's smallest
+    target and context by uniform random subsets of whole tubes, so they stack.
+
+    grid is (T, H, W), tokens t * H * W + row * W + col. Returns context_idx (B, T*Nc) and
+    target_idx (B, T*Nt), sorted, with Nc >= min_keep and no target token in the context.
     """
     frames, height, width = grid
-    context, targets = multiblock_2d(batch, (height, width), **kwargs)
-    offsets = torch.arange(frames) * height * width
-    def through_time(index):
-        return (index.unsqueeze(-2) + offsets.view(frames, 1)).flatten(-2)
-    return through_time(context), through_time(targets)
+    per_frame = height * width
+    if min(grid) < 1:
+        raise ValueError(f"grid must be positive (T, H, W), got {grid}")
+    if batch < 1 or num_blocks < 1:
+        raise ValueError(f"batch and num_blocks must be >= 1, got {batch} and {num_blocks}")
+    if not 1 <= min_keep < per_frame:
+        raise ValueError(f"min_keep must be in [1, {per_frame - 1}] for grid {grid}, "
+                         f"got {min_keep}")
+    for name, (low, high) in (("spatial_scale", spatial_scale), ("aspect", aspect)):
+        if not 0 < low <= high:
+            raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)}")
+    offsets = torch.arange(frames) * per_frame
+
+    def through_time(index):  # (B, K) places -> (B, T*K) tokens, sorted
+        return (offsets.view(1, frames, 1) + index.unsqueeze(1)).flatten(1)
+
+    for _ in range(MAX_SIZE_TRIES):
+        size = block_size((height, width), spatial_scale, aspect,
+                          float(torch.rand(1, generator=generator)))
+        target = torch.zeros(batch, per_frame, dtype=torch.bool)
+        todo = torch.arange(batch)
+        for _ in range(MAX_POSITION_TRIES):
+            target[todo] = _covered(len(todo), per_frame,
+                                    _blocks(len(todo), num_blocks, (height, width), size,
+                                            generator))
+            todo = todo[(~target[todo]).sum(1) < min_keep]
+            if len(todo) == 0:
+                keep_target, keep_context = int(target.sum(1).min()), int((~target).sum(1).min())
+                return (through_time(random_subset(~target, keep_context, generator)),
+                        through_time(random_subset(target, keep_target, generator)))
+    raise ValueError(
+        f"could not keep min_keep={min_keep} context places on grid {grid} with {num_blocks} "
+        f"blocks of scale {spatial_scale}; lower num_blocks, spatial_scale or min_keep")
 
 
 def random_mask(batch: int, num_tokens: int, *, mask_ratio: float = 0.75,

@@ -240,3 +240,10 @@ def test_lejepa_combines_prediction_and_sigreg():
     assert logs["sigreg"] == pytest.approx(regulariser.item(), rel=1e-5)
     assert loss.item() == pytest.approx(0.75 * prediction.item() + 0.25 * regulariser.item(),
                                         rel=1e-5)
+
+
+def test_jepa_latent_l1_is_the_mean_absolute_error_by_hand():
+    prediction = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
+    target = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    # |1| + |-2| + |-0.5| + |2| = 5.5 over 4 elements
+    assert losses.jepa_latent(prediction, target, kind="l1").item() == pytest.approx(5.5 / 4)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-LATENT_LOSSES = ("smooth_l1", "l2")
+LATENT_LOSSES = ("smooth_l1", "l2", "l1")
 
 
 def _same_shape(name: str, a: torch.Tensor, b: torch.Tensor) -> None:
@@ -26,11 +26,14 @@ def jepa_latent(prediction: torch.Tensor, target: torch.Tensor, *,
     same target tokens (the target already layer-normalised and detached by the caller).
     kind="smooth_l1": Huber with beta 1, as the reference code;
     kind="l2": mean squared error, the paper's written form (1/M sum ||s_hat - s||^2 up to
-    the per-element mean).
+    the per-element mean); kind="l1": mean absolute error, V-JEPA's (Bardes et al. 2024,
+    Eq. 1).
     """
     _same_shape("jepa_latent", prediction, target)
     if kind == "smooth_l1":
         return F.smooth_l1_loss(prediction, target, beta=1.0)
+    if kind == "l1":
+        return (prediction - target).abs().mean()
     if kind == "l2":
         return F.mse_loss(prediction, target)
     raise ValueError(f"jepa_latent: kind must be one of {LATENT_LOSSES}, got {kind!r}")

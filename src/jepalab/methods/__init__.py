@@ -40,6 +40,7 @@ METHODS = {
     "simclr": "jepalab.methods.simclr",
     "supervised": "jepalab.methods.supervised",
     "vicreg": "jepalab.methods.vicreg",
+    "vjepa": "jepalab.methods.vjepa",
     "vjepa-ac": "jepalab.world.vjepa_ac",
 }
 

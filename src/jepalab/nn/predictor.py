@@ -4,7 +4,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from jepalab.nn.vit import Attention, Block, Mlp, gather_tokens, init_transformer, sincos_2d
+from jepalab.nn.vit import (
+    Attention,
+    Block,
+    Mlp,
+    gather_tokens,
+    init_transformer,
+    sincos_2d,
+    sincos_3d,
+)
 
 
 class MaskedPredictor(nn.Module):
@@ -14,14 +22,16 @@ class MaskedPredictor(nn.Module):
     positions; each target position gets the one learned mask token plus its position.
     With M target blocks the context is repeated once per block, so every block is
     predicted independently from the same context, as in the reference implementation.
+    A (T, H, W) grid is a clip's (V-JEPA): 3D positions.
     """
 
-    def __init__(self, embed_dim: int, grid: tuple[int, int], width: int = 96, depth: int = 3,
+    def __init__(self, embed_dim: int, grid: tuple[int, ...], width: int = 96, depth: int = 3,
                  num_heads: int = 4):
         super().__init__()
         self.predictor_embed = nn.Linear(embed_dim, width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
-        self.register_buffer("predictor_pos_embed", sincos_2d(width, grid)[None])
+        positions = sincos_3d(width, grid) if len(grid) == 3 else sincos_2d(width, grid)
+        self.register_buffer("predictor_pos_embed", positions[None])
         self.predictor_blocks = nn.ModuleList(Block(width, num_heads) for _ in range(depth))
         self.predictor_norm = nn.LayerNorm(width, eps=1e-6)
         self.predictor_proj = nn.Linear(width, embed_dim)

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from jepalab.eval.attentive import ATTENTIVE_LRS, ATTENTIVE_WEIGHT_DECAYS, attentive_probe
 from jepalab.eval.collapse import feature_std, rankme
 from jepalab.eval.probes import knn, linear_probe
 
@@ -52,3 +53,33 @@ def test_knn_votes_by_neighbours():
     test_x = torch.tensor([[1.0, 0.05], [0.05, 1.0]])
     assert knn(train_x, train_y, test_x, torch.tensor([0, 1]), num_classes=2, k=2) == 1.0
     assert knn(train_x, train_y, test_x, torch.tensor([1, 0]), num_classes=2, k=2) == 0.0
+
+
+def flagged_tokens(n, seed, classes=4, tokens=16, dim=16):
+    """Each sample: noise tokens, one flagged token holding its class's prototype and one
+    unflagged decoy holding another class's. Mean pooling sums both prototypes (which one is
+    the label is lost); attending to the flag recovers it."""
+    g = torch.Generator().manual_seed(seed)
+    prototypes = torch.randn(classes, dim, generator=torch.Generator().manual_seed(99)) * 3
+    prototypes[:, 0] = 0
+    y = torch.randint(0, classes, (n,), generator=g)
+    decoy = (y + torch.randint(1, classes, (n,), generator=g)) % classes
+    x = torch.randn(n, tokens, dim, generator=g)
+    where = torch.rand(n, tokens, generator=g).argsort(1)[:, :2]
+    rows = torch.arange(n)
+    x[rows, where[:, 0]] = prototypes[y] + torch.eye(dim)[0] * 6
+    x[rows, where[:, 1]] = prototypes[decoy]
+    return x, y
+
+
+def test_attentive_probe_finds_the_token_that_mean_pooling_loses():
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = (flagged_tokens(n, s) for n, s in
+                                                             ((1200, 0), (400, 1), (500, 2)))
+    attentive = attentive_probe(train_x, train_y, val_x, val_y, test_x, test_y, num_classes=4,
+                                epochs=8)
+    pooled = linear_probe(train_x.mean(1), train_y, val_x.mean(1), val_y, test_x.mean(1),
+                          test_y, num_classes=4)
+    assert attentive.test_acc > 0.9, attentive
+    assert pooled.test_acc < 0.75, pooled
+    assert (attentive.lr, attentive.weight_decay) in {(a, b) for a in ATTENTIVE_LRS
+                                                      for b in ATTENTIVE_WEIGHT_DECAYS}

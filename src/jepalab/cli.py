@@ -61,7 +61,8 @@ def cmd_probe(args) -> int:
     from jepalab.report import plot_curves, probe_table
 
     result = probe_run(args.run_dir, ceiling_dir=args.ceiling, seeds=args.seeds,
-                       train_ceiling_if_missing=not args.no_ceiling, show_progress=not args.quiet)
+                       train_ceiling_if_missing=not args.no_ceiling, show_progress=not args.quiet,
+                       attentive={"yes": True, "no": False}.get(args.attentive))
     Console().print(probe_table(result))
     print(f"probe results: {Path(args.run_dir) / 'probe.json'}; curves: "
           f"{plot_curves(args.run_dir)}")
@@ -135,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: train one with the run's budget into RUN_DIR/ceiling)")
     probe.add_argument("--no-ceiling", action="store_true", help="skip the supervised ceiling")
     probe.add_argument("--seeds", type=int, default=3, help="random-init seeds (default 3)")
+    probe.add_argument("--attentive", choices=("auto", "yes", "no"), default="auto",
+                       help="the attentive probe on the tokens too (default auto: for video "
+                       "runs)")
     bench = verbs.add_parser("bench", help="train the self-supervised methods with one "
                              "backbone, seed and budget (or several: a frontier); probe each "
                              "beside random init; write a table, a CSV and charts")

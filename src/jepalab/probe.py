@@ -38,8 +38,11 @@ def train_ceiling(cfg: Config, run_dir: Path, show_progress: bool = True) -> Pat
 
 
 def probe_run(run_dir: str | Path, *, ceiling_dir: str | Path | None = None, seeds: int = 3,
-              train_ceiling_if_missing: bool = True, show_progress: bool = True) -> dict:
-    """Probe a run and its baselines; write probe.json into the run; return its content."""
+              train_ceiling_if_missing: bool = True, show_progress: bool = True,
+              attentive: bool | None = None) -> dict:
+    """Probe a run and its baselines; write probe.json into the run; return its content.
+    `attentive` adds the attentive probe on every encoder's tokens (default: for video
+    runs, where the tokens hold the motion that pooling averages away)."""
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     if cfg.data.kind not in PROBED:
@@ -49,13 +52,15 @@ def probe_run(run_dir: str | Path, *, ceiling_dir: str | Path | None = None, see
                           "with `jepalab plan ENV RUN_DIR`")
     data = load_data(cfg)
     spec = backbone_spec(cfg)
-    rows = [probe_encoder(cfg.method_name, load(run_dir), data),
-            probe_random_init(spec, data, seeds),
+    attentive = spec.video if attentive is None else attentive
+    rows = [probe_encoder(cfg.method_name, load(run_dir), data, attentive=attentive),
+            probe_random_init(spec, data, seeds, attentive=attentive),
             probe_pixels(data)]
     if ceiling_dir is None and train_ceiling_if_missing:
         ceiling_dir = train_ceiling(cfg, run_dir, show_progress)
     if ceiling_dir is not None:
-        rows.append(probe_encoder("supervised (ceiling)", load(ceiling_dir), data))
+        rows.append(probe_encoder("supervised (ceiling)", load(ceiling_dir), data,
+                                  attentive=attentive))
     result = {"run": str(run_dir), "data": cfg.data.name, "arch": cfg.model.arch,
               "steps": cfg.train.steps, "probe_train_images": min(PROBE_TRAIN, len(data.train)),
               "rows": [asdict(r) for r in rows]}

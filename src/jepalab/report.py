@@ -47,15 +47,22 @@ def probe_table(result: dict):
 
     table = Table(title=f"{result['data']} · {result['arch']} · {result['steps']} steps · "
                         f"probes fit on {result['probe_train_images']} images, test split")
-    for column in ("encoder", "linear top-1", "kNN top-1 (k=20)", "RankMe"):
+    attentive = any(row.get("attentive") is not None for row in result["rows"])
+    columns = ["encoder", "linear top-1", "kNN top-1 (k=20)"] + ["attentive top-1"] * attentive
+    for column in (*columns, "RankMe"):
         table.add_column(column, justify="left" if column == "encoder" else "right")
     def pct(value, std, seeds):
+        if value is None:
+            return ""
         return f"{100 * value:.1f}" + (f" ± {100 * std:.1f}" if seeds > 1 else "")
 
     for row in result["rows"]:
         name = row["name"] + (f" ({row['seeds']} seeds)" if row["seeds"] > 1 else "")
-        table.add_row(name, pct(row["linear"], row["linear_std"], row["seeds"]),
-                      pct(row["knn"], row["knn_std"], row["seeds"]), f"{row['rankme']:.1f}")
+        cells = [pct(row["linear"], row["linear_std"], row["seeds"]),
+                 pct(row["knn"], row["knn_std"], row["seeds"])]
+        if attentive:
+            cells.append(pct(row.get("attentive"), row.get("attentive_std", 0), row["seeds"]))
+        table.add_row(name, *cells, f"{row['rankme']:.1f}")
     return table
 
 

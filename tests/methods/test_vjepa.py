@@ -4,6 +4,8 @@ import torch
 
 from jepalab.build import build_method
 from jepalab.config import ConfigError, load_config
+from jepalab.probe import probe_run
+from jepalab.train import train
 
 TINY = ["data.image_size=16", "data.frames=4", "model.patch_size=4", "method.predictor_depth=1",
         "method.predictor_width=32"]
@@ -47,3 +49,17 @@ def test_vjepa_needs_video_data():
         load_config("vjepa-moving-shapes", ["data.name=shapes"])
     with pytest.raises(ConfigError, match="trains on images"):
         load_config("ijepa-shapes", ["data.name=moving_shapes"])
+
+
+def test_a_video_run_is_probed_with_the_attentive_probe_beside_its_baselines(tmp_path):
+    cfg = load_config("vjepa-moving-shapes", TINY + [
+        "train.steps=2", "train.batch_size=8", "data.num_train=64", "train.monitor_every=0",
+        f"train.run_dir={tmp_path}"])
+    train(cfg, tmp_path, show_progress=False)
+    result = probe_run(tmp_path, seeds=1, train_ceiling_if_missing=False, show_progress=False)
+    rows = {row["name"]: row for row in result["rows"]}
+    assert set(rows) == {"vjepa", "random init", "raw pixels"}
+    for name in ("vjepa", "random init"):  # video runs get the attentive probe by default
+        assert 0 <= rows[name]["attentive"] <= 1
+    assert rows["raw pixels"]["attentive"] is None
+    assert result["data"] == "moving_shapes"

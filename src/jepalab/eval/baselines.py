@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from jepalab.data.images import ImageData
+from jepalab.eval.attentive import attentive_probe, extract_tokens
 from jepalab.eval.collapse import rankme
 from jepalab.eval.probes import extract_features, knn, linear_probe, pixel_features
 from jepalab.nn.vit import VisionTransformer, ViTSpec
@@ -27,6 +28,8 @@ class ProbeRow:
     linear_std: float = 0.0   # spread over seeds, where a row averages several
     knn_std: float = 0.0
     seeds: int = 1
+    attentive: float | None = None  # the attentive probe on the tokens, where it was run
+    attentive_std: float = 0.0
 
 
 def probe_features(name: str, train_x, val_x, test_x, data: ImageData, n: int) -> ProbeRow:
@@ -39,10 +42,19 @@ def probe_features(name: str, train_x, val_x, test_x, data: ImageData, n: int) -
 
 
 def probe_encoder(name: str, encoder: torch.nn.Module, data: ImageData,
-                  device: str | torch.device = "cpu", n: int = PROBE_TRAIN) -> ProbeRow:
-    features = [extract_features(encoder, images, device=device) for images in
-                (data.train.images[:n], data.val.images, data.test.images)]
-    return probe_features(name, *features, data, n)
+                  device: str | torch.device = "cpu", n: int = PROBE_TRAIN,
+                  attentive: bool = False) -> ProbeRow:
+    """Linear and kNN on the pooled features (and with `attentive`, the attentive probe on
+    the patch tokens) of the first n training images (or clips), val and test."""
+    splits = (data.train.images[:n], data.val.images, data.test.images)
+    row = probe_features(name, *(extract_features(encoder, x, device=device) for x in splits),
+                         data, n)
+    if attentive:
+        tokens = [extract_tokens(encoder, x, device=device) for x in splits]
+        row.attentive = attentive_probe(tokens[0], data.train.labels[:n], tokens[1],
+                                        data.val.labels, tokens[2], data.test.labels,
+                                        num_classes=len(data.classes)).test_acc
+    return row
 
 
 def probe_pixels(data: ImageData, n: int = PROBE_TRAIN) -> ProbeRow:
@@ -52,11 +64,12 @@ def probe_pixels(data: ImageData, n: int = PROBE_TRAIN) -> ProbeRow:
 
 
 def probe_random_init(spec: ViTSpec, data: ImageData, seeds: int,
-                      device: str | torch.device = "cpu") -> ProbeRow:
+                      device: str | torch.device = "cpu", attentive: bool = False) -> ProbeRow:
     rows = []
     for seed in range(seeds):
         torch.manual_seed(10_000 + seed)
-        rows.append(probe_encoder("random init", VisionTransformer(spec).to(device), data, device))
+        rows.append(probe_encoder("random init", VisionTransformer(spec).to(device), data, device,
+                                  attentive=attentive))
     return average(rows, "random init")
 
 
@@ -64,6 +77,8 @@ def average(rows: list[ProbeRow], name: str) -> ProbeRow:
     def spread(values):
         return statistics.stdev(values) if len(values) > 1 else 0.0
     linear, top1 = [r.linear for r in rows], [r.knn for r in rows]
+    attentive = [r.attentive for r in rows if r.attentive is not None]
     return ProbeRow(name, statistics.mean(linear), statistics.mean(top1),
                     statistics.mean(r.rankme for r in rows), spread(linear), spread(top1),
-                    len(rows))
+                    len(rows), statistics.mean(attentive) if attentive else None,
+                    spread(attentive))

@@ -63,3 +63,19 @@ def test_a_video_run_is_probed_with_the_attentive_probe_beside_its_baselines(tmp
         assert 0 <= rows[name]["attentive"] <= 1
     assert rows["raw pixels"]["attentive"] is None
     assert result["data"] == "moving_shapes"
+
+
+@pytest.mark.parametrize("overrides", [[], ["method.sigreg_on=tokens",
+                                            "method.stop_gradient=true"]])
+def test_vjepa_sigreg_step_mixes_prediction_and_sigreg(overrides):
+    torch.manual_seed(0)
+    vjepa = build_method(load_config("vjepa-sigreg-moving-shapes", TINY + overrides), 10)
+    clips = torch.randint(0, 256, (6, 4, 3, 16, 16), dtype=torch.uint8)
+    out = vjepa({"clips": clips, "labels": torch.zeros(6, dtype=torch.long)})
+    lam = vjepa.cfg.lam
+    assert out.loss.item() == pytest.approx((1 - lam) * out.logs["prediction"]
+                                            + lam * out.logs["sigreg"], rel=1e-5)
+    out.loss.backward()
+    assert vjepa.encoder.patch_embed.proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="sigreg_on must be one of"):
+        load_config("vjepa-sigreg-moving-shapes", ["method.sigreg_on=frames"])

@@ -41,6 +41,7 @@ METHODS = {
     "supervised": "jepalab.methods.supervised",
     "vicreg": "jepalab.methods.vicreg",
     "vjepa": "jepalab.methods.vjepa",
+    "vjepa-sigreg": "jepalab.methods.vjepa_sigreg",
     "vjepa-ac": "jepalab.world.vjepa_ac",
 }
 

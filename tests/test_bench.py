@@ -11,10 +11,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from jepalab import bench, checkpoint, config, report
-from jepalab.bench import BenchOptions, method_config, run_bench
+from jepalab import bench, checkpoint, config, lineup, report
+from jepalab.bench import run_bench
 from jepalab.cli import build_parser, main
 from jepalab.flops import count_step_flops
+from jepalab.lineup import BenchOptions, method_config
 from jepalab.methods import StepOutput
 from jepalab.train import Interrupted, train
 
@@ -182,8 +183,8 @@ def test_default_methods_are_the_non_supervised_shapes_recipes(tmp_path, monkeyp
     shutil.copy(config.RECIPES_DIR / "ijepa-shapes.yaml", tmp_path / "ijepa-digits.yaml")
     (tmp_path / "supervised-shapes.yaml").write_text("method:\n  name: supervised\n")
     monkeypatch.setattr(config, "RECIPES_DIR", tmp_path)
-    assert bench.available_methods() == ["ijepa"]
-    assert bench.parse_methods("") == ["ijepa"]
+    assert lineup.available_methods() == ["ijepa"]
+    assert lineup.parse_methods("") == ["ijepa"]
 
 
 def test_shared_settings_are_forced_and_warmup_capped(tmp_path):
@@ -337,7 +338,7 @@ def test_frontier_interrupt_prints_the_command_with_its_budgets(tmp_path, monkey
 
 def test_each_budget_has_its_own_steps_warmup_and_run_dir(tmp_path):
     opts = options(tmp_path, budget=None, budgets="2400,600", ceiling=True)
-    configs = bench.bench_configs(opts, [bench.Entry("ijepa")])
+    configs = lineup.bench_configs(opts, [lineup.Entry("ijepa")])
     assert list(configs) == [("ijepa", 600), ("supervised (ceiling)", 600),
                              ("ijepa", 2400), ("supervised (ceiling)", 2400)]
     for (label, steps), cfg in configs.items():
@@ -351,7 +352,7 @@ def test_each_budget_has_its_own_steps_warmup_and_run_dir(tmp_path):
 def test_a_variant_is_its_method_with_its_overrides_in_a_run_of_its_own(tmp_path):
     opts = options(tmp_path, methods="vicreg", budget=None, budgets="100,400", variants=[
         "vicreg method.cov_coeff=0", "lejepa method.lam=0.2 optim.lr=2e-3"])
-    configs = bench.bench_configs(opts, bench.parse_entries(opts))
+    configs = lineup.bench_configs(opts, lineup.parse_entries(opts))
     assert list(configs) == [(label, steps) for steps in (100, 400) for label in (
         "vicreg", "vicreg method.cov_coeff=0", "lejepa method.lam=0.2 optim.lr=2e-3")]
     plain, variant = configs["vicreg", 400], configs["vicreg method.cov_coeff=0", 400]
@@ -365,8 +366,30 @@ def test_a_variant_is_its_method_with_its_overrides_in_a_run_of_its_own(tmp_path
 
 def test_variants_alone_train_only_the_variants_and_the_command_reruns_them(tmp_path):
     opts = options(tmp_path, methods="", variants=["vicreg method.cov_coeff=0"])
-    assert bench.parse_entries(opts) == [bench.Entry("vicreg", ("method.cov_coeff=0",))]
+    assert lineup.parse_entries(opts) == [lineup.Entry("vicreg", ("method.cov_coeff=0",))]
     command = opts.command()
     assert "--methods" not in command and "--variant 'vicreg method.cov_coeff=0'" in command
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert args.variants == opts.variants and args.methods == ""
+
+
+def test_video_data_bench_the_moving_shapes_recipes():
+    assert lineup.available_methods("videos") == ["vjepa", "vjepa-sigreg"]
+    assert not {"vjepa", "vjepa-moving", "supervised"} & set(lineup.available_methods())
+    opts = options("/tmp/out", methods="", data="moving_shapes", image_size=32, patch_size=8)
+    configs = lineup.bench_configs(opts, lineup.parse_entries(opts))
+    assert [label for label, _ in configs] == ["vjepa", "vjepa-sigreg"]
+    cfg = configs["vjepa", 4]
+    assert cfg.recipe == "vjepa-moving-shapes" and cfg.data.name == "moving_shapes"
+    assert cfg.data.frames == 8 and (cfg.data.image_size, cfg.model.patch_size) == (32, 8)
+
+
+@pytest.mark.parametrize("data, words", [
+    ("trajectories:/x.h5", ["--data trajectories:/x.h5", "image or video", "trajectories"]),
+    ("moving_shape", ["--data", "did you mean 'moving_shapes'"]),
+])
+def test_bench_refuses_data_it_has_no_recipes_for(tmp_path, capsys, data, words):
+    assert main(["bench", "--data", data, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    for word in words:
+        assert word in err, err

@@ -79,7 +79,8 @@ def cmd_quickstart(args) -> int:
 def cmd_bench(args) -> int:
     from dataclasses import fields
 
-    from jepalab.bench import BenchOptions, run_bench
+    from jepalab.bench import run_bench
+    from jepalab.lineup import BenchOptions
     from jepalab.train import Interrupted
 
     options = BenchOptions(**{f.name: getattr(args, f.name) for f in fields(BenchOptions)})
@@ -117,7 +118,7 @@ def cmd_plan(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jepalab.bench import DEFAULT_BUDGETS, BenchOptions
+    from jepalab.lineup import DEFAULT_BUDGETS, BenchOptions
 
     parser = argparse.ArgumentParser(prog="jepalab", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)

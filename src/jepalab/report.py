@@ -67,13 +67,15 @@ def probe_table(result: dict):
 
 
 # ----- jepalab bench: its table, CSV and chart; with several budgets, the frontier -----
-BENCH_COLUMNS = ["method", "steps", "linear top-1 %", "kNN top-1 %", "RankMe",
+BENCH_COLUMNS = ["method", "steps", "linear top-1 %", "kNN top-1 %", "attentive top-1 %",
+                 "RankMe",
                  "linear vs random init", "samples/s", "train TFLOP", "peak MiB", "wall s",
                  "note"]
 # bench.csv: column -> row key; accuracies and their spreads in percent, the rest as measured
 BENCH_CSV_FIELDS = {"method": "name", "steps": "steps", "linear_top1": "linear",
                     "linear_std": "linear_std", "knn_top1": "knn", "knn_std": "knn_std",
-                    "rankme": "rankme", "linear_margin": "linear_margin",
+                    "attentive_top1": "attentive", "rankme": "rankme",
+                    "linear_margin": "linear_margin",
                     "samples_per_s": "samples_per_s", "train_flops": "train_flops",
                     "peak_memory_mib": "peak_memory_mib", "train_s": "train_s",
                     "wall_s": "wall_s", "note": "note"}
@@ -81,7 +83,7 @@ BENCH_CSV_FIELDS = {"method": "name", "steps": "steps", "linear_top1": "linear",
 FRONTIER_CSV_FIELDS = {"method": "name", "steps": "steps", "train_s": "train_s",
                        "wall_s": "wall_s", "train_flops": "train_flops",
                        "linear_top1": "linear", "knn_top1": "knn", "rankme": "rankme"}
-PERCENT = ("linear", "linear_std", "knn", "knn_std")
+PERCENT = ("linear", "linear_std", "knn", "knn_std", "attentive", "attentive_std")
 
 
 def bench_cells(row: dict) -> list[str]:
@@ -95,7 +97,7 @@ def bench_cells(row: dict) -> list[str]:
         return "" if row.get(key) is None else format(row[key], spec)
 
     tflop = "" if row.get("train_flops") is None else f"{row['train_flops'] / 1e12:.3g}"
-    return [row["name"], number("steps", "d"), pct("linear"), pct("knn"),
+    return [row["name"], number("steps", "d"), pct("linear"), pct("knn"), pct("attentive"),
             number("rankme", ".1f"), number("linear_margin", "+.1f"),
             number("samples_per_s", ".0f"), tflop, number("peak_memory_mib", ".0f"),
             number("wall_s", ".1f"), row["note"]]

@@ -45,7 +45,8 @@ class DataConfig:
     num_train: int = 0     # shapes, moving_shapes: size of the training split (0: default)
     frames: int = 8        # videos only: frames per clip
     window: int = 4        # trajectories only: frames per training window ...
-    frameskip: int = 5     # ... this many env steps apart (one block action between two)
+    frameskip: int = 5     # ... this many env steps apart (one block action between two);
+    #                        videofolder: frames this many apart in the video
 
     @property
     def kind(self) -> str:

@@ -9,6 +9,8 @@ A data set's name is `NAME` (built in) or `NAME:PATH` (read from disk):
   cifar:PATH           CIFAR-10 or CIFAR-100 python-pickle batches in PATH
   moving_shapes        procedural clips whose 10 action classes differ only by motion
                        (see `moving_shapes.py`); moving_shapes_hard with distractors
+  videofolder:PATH     PATH/<class>/<video>, decoded with PyAV (see `video_files.py`)
+  npyvideo:FILE        a uint8 array of clips (N, T, H, W[, C]), labels beside it
   trajectories:FILE    HDF5 episodes from `jepalab collect` (windows for world models)
 
 Its kind says what it serves and so which methods it can train: "images" (ImageData),
@@ -74,6 +76,19 @@ def _cifar(path, cfg):
     return load_cifar(path, image_size=cfg.image_size, seed=cfg.seed)
 
 
+def _videofolder(path, cfg):
+    from jepalab.data.video_files import load_videofolder
+
+    return load_videofolder(path, image_size=cfg.image_size, frames=cfg.frames,
+                            stride=cfg.frameskip, seed=cfg.seed)
+
+
+def _npyvideo(path, cfg):
+    from jepalab.data.video_files import load_npyvideo
+
+    return load_npyvideo(path, image_size=cfg.image_size, frames=cfg.frames, seed=cfg.seed)
+
+
 def _trajectories(path, cfg):
     from jepalab.data.trajectories import load_trajectories
 
@@ -89,6 +104,8 @@ SOURCES = {
     "cifar": Source("images", True, _cifar),
     "moving_shapes": Source("videos", False, _moving_shapes("easy"), "moving_shapes"),
     "moving_shapes_hard": Source("videos", False, _moving_shapes("hard")),
+    "videofolder": Source("videos", True, _videofolder),
+    "npyvideo": Source("videos", True, _npyvideo),
     "trajectories": Source("trajectories", True, _trajectories,
                            "trajectories:FILE.h5 (from `jepalab collect`)"),
 }

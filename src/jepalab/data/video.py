@@ -46,6 +46,7 @@ class VideoData:
     val: VideoSplit
     test: VideoSplit
     classes: list[str]
+    skipped: int = 0          # files left out as unreadable (videofolder with skip_bad)
 
     @property
     def frames(self) -> int:

@@ -20,13 +20,11 @@ a chunk at once, one frame at a time; cached on disk like `shapes`.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 
 from jepalab.data.images import DataError
-from jepalab.data.shapes import _inside, _segments_mask, cache_dir
+from jepalab.data.shapes import _inside, _segments_mask, cached
 from jepalab.data.video import VideoData, VideoSplit
 
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1),
@@ -144,20 +142,16 @@ def load_moving_shapes(image_size: int = 32, frames: int = 8, seed: int = 0,
     names = ("train", "val", "test")
     key = (f"moving-shapes-v{VERSION}-{difficulty}-{frames}f-{image_size}px-seed{seed}-"
            + "-".join(str(sizes[k]) for k in names))
-    path = cache_dir() / f"{key}.npz"
-    if path.exists():
-        with np.load(path) as stored:
-            splits = [VideoSplit(torch.from_numpy(stored[f"{k}_clips"]),
-                                 torch.from_numpy(stored[f"{k}_labels"])) for k in names]
-    else:
-        splits = [make_split(sizes[k], frames, image_size, 1000 * seed + 500 + i, difficulty)
-                  for i, k in enumerate(names)]
-        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def make() -> dict[str, np.ndarray]:
         arrays = {}
-        for k, split in zip(names, splits):
+        for i, k in enumerate(names):
+            split = make_split(sizes[k], frames, image_size, 1000 * seed + 500 + i, difficulty)
             arrays[f"{k}_clips"], arrays[f"{k}_labels"] = split.clips.numpy(), split.labels.numpy()
-        temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(temporary, **arrays)
-        os.replace(temporary, path)
+        return arrays
+
+    arrays = cached(key, make)
+    splits = [VideoSplit(torch.from_numpy(arrays[f"{k}_clips"]),
+                         torch.from_numpy(arrays[f"{k}_labels"])) for k in names]
     name = "moving_shapes" + ("_hard" if difficulty == "hard" else "")
     return VideoData(name, *splits, classes=list(CLASSES))

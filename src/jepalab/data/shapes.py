@@ -145,6 +145,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("JEPALAB_CACHE", Path.home() / ".cache" / "jepalab"))
 
 
+def cached(key: str, make) -> dict[str, np.ndarray]:
+    """Arrays kept in cache_dir()/KEY.npz: read back if there, else `make()`d and written
+    atomically (a temporary file, then a rename), so a killed writer leaves no half file."""
+    path = cache_dir() / f"{key}.npz"
+    if path.exists():
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    arrays = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)
+    return arrays
+
+
 def load_shapes(image_size: int = 32, seed: int = 0, num_train: int | None = None) -> ImageData:
     """Fixed train/val/test splits (20k/2k/2k by default) drawn from seeds derived from `seed`.
 
@@ -153,20 +168,16 @@ def load_shapes(image_size: int = 32, seed: int = 0, num_train: int | None = Non
     sizes = dict(SPLIT_SIZES, train=num_train or SPLIT_SIZES["train"])
     names = ("train", "val", "test")
     key = f"shapes-v{VERSION}-{image_size}px-seed{seed}-" + "-".join(str(sizes[k]) for k in names)
-    path = cache_dir() / f"{key}.npz"
-    if path.exists():
-        with np.load(path) as stored:
-            splits = [Split(torch.from_numpy(stored[f"{k}_images"]),
-                            torch.from_numpy(stored[f"{k}_labels"])) for k in names]
-    else:
-        splits = [make_split(sizes[k], image_size, seed=1000 * seed + i)
-                  for i, k in enumerate(names)]
-        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def make() -> dict[str, np.ndarray]:
         arrays = {}
-        for k, split in zip(names, splits):
+        for i, k in enumerate(names):
+            split = make_split(sizes[k], image_size, seed=1000 * seed + i)
             arrays[f"{k}_images"] = split.images.numpy()
             arrays[f"{k}_labels"] = split.labels.numpy()
-        temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(temporary, **arrays)
-        os.replace(temporary, path)
+        return arrays
+
+    arrays = cached(key, make)
+    splits = [Split(torch.from_numpy(arrays[f"{k}_images"]),
+                    torch.from_numpy(arrays[f"{k}_labels"])) for k in names]
     return ImageData("shapes", *splits, classes=list(CLASSES))

@@ -184,6 +184,29 @@ def test_sigreg_is_small_for_gaussians_and_large_otherwise():
     assert losses.sigreg(collapsed, generator=torch.Generator().manual_seed(1)) > 50 * gaussian
 
 
+def _sigreg_as_written(z, directions, knots=17, t_max=3.0):
+    """SIGReg straight from its equation, autograd through the whole (N, M, knots) tensor."""
+    t = torch.linspace(0, t_max, knots, dtype=z.dtype)
+    weights = torch.full((knots,), 2 * t_max / (knots - 1), dtype=z.dtype)
+    weights[[0, -1]] /= 2
+    x = (z @ directions).unsqueeze(-1) * t
+    error = (x.cos().mean(-3) - torch.exp(-t * t / 2)) ** 2 + x.sin().mean(-3) ** 2
+    return ((error * weights * torch.exp(-t * t / 2)).sum(-1) * z.shape[-2]).mean()
+
+
+def test_sigreg_value_and_gradient_match_the_equation():
+    z = torch.randn(3, 50, 8, generator=torch.Generator().manual_seed(0)) * 1.5 + 0.3
+    directions = losses.sigreg_directions(8, 64, generator=torch.Generator().manual_seed(1))
+    ours = z.clone().requires_grad_()
+    value = losses.sigreg(ours, directions=directions)
+    value.backward()
+    exact = z.double().requires_grad_()
+    expected = _sigreg_as_written(exact, directions.double())
+    expected.backward()
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+    torch.testing.assert_close(ours.grad.double(), exact.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_sigreg_directions_from_the_generator_are_reproducible():
     z = torch.randn(64, 8)
     first = losses.sigreg(z, num_slices=32, generator=torch.Generator().manual_seed(3))

@@ -48,8 +48,9 @@ from jepalab.train import ensure_trained, finished
 
 FLAG_POINTS = 10.0  # a method less than this many points above random init gets a note
 SEEDS = 3           # random-init seeds
-# The default: every method at 100 and at 400 steps of 128 images of 16 px (the frontier);
-# sized to finish on 2 CPU cores within the hour (README, "Side by side").
+# The default: every method at 100 and at 800 steps of 128 images of 16 px (the frontier),
+# bf16 where the CPU or GPU computes it natively; sized to finish on 2 CPU cores within the
+# hour (README, "Side by side").
 NOTE = f"below +{FLAG_POINTS:.0f} over random init at this budget"
 def _flat(tree: dict, prefix: str = "") -> dict:
     out = {}
@@ -192,7 +193,8 @@ def run_bench(opts: BenchOptions) -> list[dict]:
     rows.sort(key=lambda row: labels.index(row["name"]))  # by method, then budget (stable)
     rows.append({**random, "note": ""})
     title = (f"{opts.data} · {opts.arch} (patch {opts.patch_size}, {opts.image_size}px) · "
-             f"{steps_text} steps x {opts.batch_size} · seed {opts.seed}")
+             f"{steps_text} steps x {opts.batch_size} · {opts.train_precision()} · "
+             f"seed {opts.seed}")
     warmups: dict[str, list[str]] = {}
     for (label, _), cfg in configs.items():
         warmups.setdefault(label, []).append(str(cfg.optim.warmup_steps))

@@ -3,7 +3,7 @@ and each run's config (the recipe with the bench's shared settings forced).
 
 Method NAME is recipe `NAME-shapes` (on video data: `NAME-moving-shapes`), keeping its own
 `method.*` and `optim.*`; the bench forces the shared settings (architecture, patch and
-image size, data, steps, batch size, seed) and caps the warmup at WARMUP_FRACTION of the
+image size, data, steps, batch size, seed, precision) and caps the warmup at WARMUP_FRACTION of the
 steps. A variant is method NAME with `method.*`, `optim.*` or `train.*` overrides.
 """
 from __future__ import annotations
@@ -17,19 +17,21 @@ from jepalab import config
 from jepalab.config import Config, ConfigError
 from jepalab.data import catalog
 from jepalab.data.images import DataError
+from jepalab.distributed import pick_device
 from jepalab.probe import ceiling_config
+from jepalab.train import native_bf16
 
 # the recipes a bench on data of each kind runs: NAME-shapes for images, NAME-moving-shapes
 # for videos (each recipe's own data set must be of that kind)
 SUFFIXES = {"images": "-shapes", "videos": "-moving-shapes"}
 WARMUP_FRACTION = 0.1
-DEFAULT_BUDGETS = "100,400"
+DEFAULT_BUDGETS = "100,800"
 FLAGS = {"model.arch": "--arch", "model.patch_size": "--patch-size", "data.name": "--data",
          "data.image_size": "--image-size", "train.steps": "--budget",
          "train.batch_size": "--batch-size"}
 # what a --variant may not override: the settings every row and random init share
 SHARED = ("model.", "data.", "train.steps=", "train.batch_size=", "train.seed=",
-          "train.run_dir=", "train.checkpoint_every=")
+          "train.run_dir=", "train.checkpoint_every=", "train.precision=")
 
 
 @dataclass
@@ -47,7 +49,14 @@ class BenchOptions:
     patch_size: int = 4
     out: str = "runs/bench"
     ceiling: bool = False       # add the supervised model trained for the same budget
+    precision: str = "auto"     # auto: bf16 where the device computes it natively, else fp32
     quiet: bool = False
+
+    def train_precision(self) -> str:
+        """The precision every run trains in: --precision, with auto resolved here."""
+        if self.precision != "auto":
+            return self.precision
+        return "bf16" if native_bf16(pick_device("auto")) else "fp32"
 
     def steps(self) -> list[int]:
         """The step budgets, smallest first: the one of --budget, else those of --budgets
@@ -78,7 +87,8 @@ class BenchOptions:
                 + "".join(f" --variant {shlex.quote(e.label)}" for e in entries if e.overrides)
                 + f" --data {shlex.quote(self.data)} {budget} --batch-size {self.batch_size} "
                 f"--seed {self.seed} --arch {self.arch} --image-size {self.image_size} "
-                f"--patch-size {self.patch_size} --out {shlex.quote(self.out)}"
+                f"--patch-size {self.patch_size} --precision {self.train_precision()} "
+                f"--out {shlex.quote(self.out)}"
                 + " --ceiling" * self.ceiling + " --quiet" * self.quiet)
 
 
@@ -181,6 +191,8 @@ def parse_budgets(text: str) -> list[int]:
 def check_options(opts: BenchOptions) -> None:
     """The shared settings, checked as the config would, with the bench's option names."""
     budgets = opts.steps()
+    if opts.precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"--precision {opts.precision!r}: choose auto, fp32 or bf16")
     try:
         config.ModelConfig(opts.arch, opts.patch_size).validate()
         config.DataConfig(opts.data, opts.image_size).validate()
@@ -210,6 +222,7 @@ def bench_config(raw: dict, recipe: str, opts: BenchOptions, steps: int,
         optim["warmup_steps"] = min(warmup, int(WARMUP_FRACTION * steps))
     every = train.get("checkpoint_every", config.TrainConfig.checkpoint_every)
     train.update(steps=steps, batch_size=opts.batch_size, seed=opts.seed,
+                 precision=opts.train_precision(),
                  run_dir=str(run_dir), checkpoint_every=max(1, min(every, steps // 5)))
     try:
         return config.from_dict(raw, recipe=recipe)

@@ -3,13 +3,33 @@
 Each function documents the shapes it takes and the equation it implements, validates
 its inputs, and takes its hyperparameters keyword-only with the paper's defaults.
 Losses know nothing of models: methods compute the tensors, losses compare them.
+Every loss computes in fp32 whatever the autocast around it: bf16 / fp16 inputs are cast
+up and autocast is off inside (softmax at temperature 0.04, covariances and cos / sin of
+large arguments lose too much in 8 bits of mantissa).
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
 
 LATENT_LOSSES = ("smooth_l1", "l2", "l1")
+
+
+def _fp32(loss):
+    """Run `loss` in fp32: half-precision tensor arguments cast up, autocast off."""
+    def up(value):
+        return value.float() if isinstance(value, torch.Tensor) and value.dtype in (
+            torch.bfloat16, torch.float16) else value
+
+    @functools.wraps(loss)
+    def wrapped(*args, **kwargs):
+        args, kwargs = [up(a) for a in args], {k: up(v) for k, v in kwargs.items()}
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        with torch.autocast(device, enabled=False):
+            return loss(*args, **kwargs)
+    return wrapped
 
 
 def _same_shape(name: str, a: torch.Tensor, b: torch.Tensor) -> None:
@@ -18,6 +38,7 @@ def _same_shape(name: str, a: torch.Tensor, b: torch.Tensor) -> None:
                          f"{tuple(a.shape)} vs {tuple(b.shape)}")
 
 
+@_fp32
 def jepa_latent(prediction: torch.Tensor, target: torch.Tensor, *,
                 kind: str = "smooth_l1") -> torch.Tensor:
     """I-JEPA's latent regression (Assran et al. 2023, Eq. 1), averaged over all elements.
@@ -39,6 +60,7 @@ def jepa_latent(prediction: torch.Tensor, target: torch.Tensor, *,
     raise ValueError(f"jepa_latent: kind must be one of {LATENT_LOSSES}, got {kind!r}")
 
 
+@_fp32
 def imax(a: torch.Tensor, b: torch.Tensor, *, eps: float = 1e-6) -> torch.Tensor:
     """IMAX (Becker & Hinton 1992, Eq. 2), returned negated so that minimising maximises it.
 
@@ -55,6 +77,7 @@ def imax(a: torch.Tensor, b: torch.Tensor, *, eps: float = 1e-6) -> torch.Tensor
     return -(0.5 * torch.log(summed / differ)).mean()
 
 
+@_fp32
 def info_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor | None = None,
              *, temperature: float = 1.0, offset: int = 0) -> torch.Tensor:
     """InfoNCE (van den Oord et al. 2018, Eq. 4): cross-entropy of picking the positive.
@@ -87,6 +110,7 @@ def info_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tenso
     return F.cross_entropy(logits, labels)
 
 
+@_fp32
 def ntxent(z1: torch.Tensor, z2: torch.Tensor, *, temperature: float = 0.5) -> torch.Tensor:
     """NT-Xent (Chen et al. 2020, SimCLR Eq. 1), averaged over all 2N anchors.
 
@@ -109,6 +133,7 @@ def _standardise_batch(z: torch.Tensor, eps: float) -> torch.Tensor:
     return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
 
 
+@_fp32
 def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, *, lambd: float = 5e-3,
                  eps: float = 1e-5) -> torch.Tensor:
     """Barlow Twins (Zbontar et al. 2021, Eq. 1-2).
@@ -124,6 +149,7 @@ def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, *, lambd: float = 5e-3,
     return on_diagonal + lambd * off_diagonal
 
 
+@_fp32
 def vicreg(z1: torch.Tensor, z2: torch.Tensor, *, sim_coeff: float = 25.0,
            std_coeff: float = 25.0, cov_coeff: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
     """VICReg (Bardes et al. 2022, Eq. 1-6) with lambda=25, mu=25, nu=1, gamma=1.
@@ -148,6 +174,7 @@ def vicreg(z1: torch.Tensor, z2: torch.Tensor, *, sim_coeff: float = 25.0,
     return sim_coeff * invariance + std_coeff * variance + cov_coeff * covariance
 
 
+@_fp32
 def byol(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """BYOL (Grill et al. 2020, Eq. 2): ||q/||q|| - z/||z|| ||^2 = 2 - 2 cos(q, z), batch mean.
 
@@ -158,6 +185,7 @@ def byol(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (2 - 2 * F.cosine_similarity(prediction, target, dim=-1)).mean()
 
 
+@_fp32
 def dino(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor, *,
          student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
     """DINO (Caron et al. 2021, Eq. 1-3): cross-entropy from the centred, sharpened teacher.
@@ -184,6 +212,7 @@ def dino(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor, *,
     return total / terms
 
 
+@_fp32
 def mae_pixel(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *,
               norm_pix: bool = True, eps: float = 1e-6) -> torch.Tensor:
     """MAE's reconstruction loss (He et al. 2022, Sec. 3): MSE on the masked patches only.
@@ -218,6 +247,41 @@ def _world_mean(x: torch.Tensor, reduce: bool = True) -> tuple[torch.Tensor, int
     return all_reduce(x, op=dist.ReduceOp.SUM) / world, world
 
 
+class _EmpiricalCF(torch.autograd.Function):
+    """x (..., N, M), t (K,) -> (2, ..., M, K): mean over N of cos(t x) and of sin(t x).
+
+    The same numbers as `stack([(x[..., None] * t).cos().mean(-3), ....sin().mean(-3)])`,
+    computed one knot at a time so no (..., N, M, K) tensor is kept for backward; backward
+    recomputes each knot's cos and sin: d/dx mean cos(t x) = -t sin(t x) / N, and
+    d/dx mean sin(t x) = t cos(t x) / N. About 3x faster than autograd through the stacked
+    tensor on CPU (benchmarks/sigreg.py)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = x.new_empty(2, *x.shape[:-2], x.shape[-1], t.numel())
+        for k, t_k in enumerate(t.tolist()):
+            angle = x * t_k
+            out[0, ..., k] = angle.cos().mean(-2)
+            out[1, ..., k] = angle.sin().mean(-2)
+        ctx.save_for_backward(x, t)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x, t = ctx.saved_tensors
+        scale = t / x.shape[-2]
+        grad_cos, grad_sin = grad[0] * scale, grad[1] * scale       # (..., M, K)
+        grad_x = torch.zeros_like(x)
+        for k, t_k in enumerate(t.tolist()):
+            if t_k == 0:
+                continue
+            angle = x * t_k
+            grad_x += angle.cos() * grad_sin[..., k].unsqueeze(-2)
+            grad_x -= angle.sin() * grad_cos[..., k].unsqueeze(-2)
+        return grad_x, None
+
+
 def sigreg_directions(dim: int, num_slices: int = 1024, *, generator: torch.Generator | None = None,
                       device: str | torch.device = "cpu") -> torch.Tensor:
     """Unit directions (dim, num_slices), the same on every process (rank 0's under DDP)."""
@@ -230,6 +294,7 @@ def sigreg_directions(dim: int, num_slices: int = 1024, *, generator: torch.Gene
     return directions
 
 
+@_fp32
 def sigreg(z: torch.Tensor, *, num_slices: int = 1024, knots: int = 17, t_max: float = 3.0,
            directions: torch.Tensor | None = None, generator: torch.Generator | None = None,
            reduce: bool = True) -> torch.Tensor:
@@ -259,15 +324,15 @@ def sigreg(z: torch.Tensor, *, num_slices: int = 1024, knots: int = 17, t_max: f
     weights = torch.full((knots,), 2 * dt, device=z.device)
     weights[[0, -1]] = dt
     target = torch.exp(-t.square() / 2)
-    with torch.autocast(z.device.type, enabled=False):  # cos / sin of t*x need fp32 inputs
-        x = (z.float() @ directions.float()).unsqueeze(-1) * t      # (..., N, M, knots)
-    ecf = torch.stack([x.cos().mean(-3), x.sin().mean(-3)])
+    x = z.float() @ directions.float()                               # (..., N, M)
+    ecf = _EmpiricalCF.apply(x, t)                                   # (2, ..., M, knots)
     (cos_mean, sin_mean), world = _world_mean(ecf, reduce)
     error = (cos_mean - target).square() + sin_mean.square()        # (..., M, knots)
     statistic = (error * weights * target).sum(-1) * z.shape[-2] * world
     return statistic.mean()
 
 
+@_fp32
 def lejepa(embeddings: torch.Tensor, *, num_global: int = 2, lam: float = 0.05,
            num_slices: int = 1024, knots: int = 17,
            generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:

@@ -44,6 +44,24 @@ def test_one_step_trains_the_encoder_and_leaves_teachers_to_ema(name):
     assert torch.isfinite(method(batch()).loss)
 
 
+@pytest.mark.parametrize("name", IMAGE_METHODS + ["ijepa", "cpc"])
+def test_a_bf16_autocast_step_close_to_fp32_with_an_fp32_loss(name):
+    """bf16 autocast (the bench's precision on CPUs with native bf16): the loss is computed
+    in fp32 and lands near the fp32 step's (same weights, same draws)."""
+    method = build(name)
+    torch.manual_seed(2)
+    exact = method(batch()).loss
+    torch.manual_seed(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = method(batch())
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+    assert out.loss.item() == pytest.approx(exact.item(), rel=0.05, abs=0.05)
+    out.loss.backward()
+    trained = next(m for n, m in method.named_children()
+                   if n in ("backbone", "encoder", "context_encoder"))
+    assert trained.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+
+
 def test_mocov2_queue_is_a_ring_buffer():
     from jepalab.methods.mocov2 import Queue
 

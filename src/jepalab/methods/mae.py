@@ -61,7 +61,7 @@ class Decoder(nn.Module):
         """latent (B, K, D) at positions keep (B, K) -> pixels (B, N, patch^2 * C)."""
         x = self.embed(latent)
         b, n = x.shape[0], self.pos_embed.shape[1]
-        full = self.mask_token.expand(b, n, -1).clone()
+        full = self.mask_token.to(x.dtype).expand(b, n, -1).clone()  # bf16 under autocast
         full.scatter_(1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]), x)
         full = full + self.pos_embed
         for block in self.blocks:

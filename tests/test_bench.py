@@ -200,6 +200,21 @@ def test_shared_settings_are_forced_and_warmup_capped(tmp_path):
     assert long.optim.warmup_steps == recipe.optim.warmup_steps
 
 
+def test_every_run_trains_in_the_bench_precision(tmp_path, monkeypatch):
+    from jepalab import lineup
+
+    assert method_config("ijepa", options(tmp_path, precision="fp32")).train.precision == "fp32"
+    monkeypatch.setattr(lineup, "native_bf16", lambda device: True)
+    auto = options(tmp_path)
+    assert method_config("ijepa", auto).train.precision == "bf16"
+    assert "--precision bf16" in auto.command()
+    monkeypatch.setattr(lineup, "native_bf16", lambda device: False)
+    assert method_config("ijepa", options(tmp_path)).train.precision == "fp32"
+    with pytest.raises(config.ConfigError, match="shared"):
+        lineup.parse_entries(options(tmp_path, methods="",
+                                     variants=["ijepa train.precision=fp32"]))
+
+
 def test_a_diverged_method_is_reported_not_a_crash(tmp_path, monkeypatch):
     def diverge(cfg, run_dir, show_progress):
         raise FloatingPointError("loss is nan at step 3; lower optim.lr or check the data")

@@ -42,3 +42,28 @@ def test_train_refuses_to_overwrite_a_run(tmp_path, capsys):
     (tmp_path / "latest").write_text("checkpoint-0000001\n")
     code = main(["train", "ijepa-shapes", f"train.run_dir={tmp_path}"])
     assert code == 2 and f"resume={tmp_path}" in capsys.readouterr().err
+
+
+def test_a_bug_is_shown_whole_with_a_request_for_a_report(monkeypatch, capsys):
+    """An internal error is never mistaken for bad input: traceback, report line, exit 1."""
+    import jepalab.train
+
+    def broken(*args, **kwargs):
+        raise KeyError("an internal key")  # a ValueError / KeyError used to read as bad input
+
+    monkeypatch.setattr(jepalab.train, "train", broken)
+    assert main(["train", "ijepa-shapes", "train.steps=1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError: 'an internal key'" in err
+    assert "bug in jepalab" in err and "report" in err
+
+
+def test_a_nonfinite_run_stops_with_exit_3_and_what_to_do(monkeypatch, capsys):
+    import jepalab.train
+
+    def diverges(*args, **kwargs):
+        raise jepalab.train.NonFinite("non-finite training at step 3 (method ijepa)")
+
+    monkeypatch.setattr(jepalab.train, "train", diverges)
+    assert main(["train", "ijepa-shapes", "--quiet"]) == 3
+    assert "non-finite training at step 3" in capsys.readouterr().err

@@ -69,3 +69,30 @@ def test_the_trainer_names_no_data_kind_and_no_method():
     assert not strings & (kinds | set(SOURCES) | set(METHODS))
     names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
     assert not names & {"ImageData", "TrajectoryData"}
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    """What the package imports is what pyproject.toml asks pip for (scipy and PIL were
+    imported without being declared)."""
+    import re
+    import sys
+
+    import tomllib
+
+    root = Path(__file__).parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    declared = [d for d in project["dependencies"]] + [
+        d for extra in project["optional-dependencies"].values() for d in extra]
+    names = {re.split(r"[<>=\[; ]", d)[0].lower().replace("-", "_") for d in declared}
+    provides = {"pil": "pillow", "yaml": "pyyaml", "sklearn": "scikit_learn", "av": "av",
+                "dm_control": "dm_control", "torch": "torch"}
+    imported = set()
+    for file in (root / "src" / "jepalab").rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "jepalab"}
+    missing = {m for m in third_party if provides.get(m.lower(), m.lower()) not in names}
+    assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"

@@ -16,6 +16,7 @@ def load(path: str | Path):
     from safetensors.torch import load_file
 
     from jepalab import checkpoint
+    from jepalab.errors import RunKindError
     from jepalab.nn.vit import VisionTransformer, ViTSpec
 
     path = Path(path)
@@ -24,17 +25,21 @@ def load(path: str | Path):
         if folder is None:
             raise FileNotFoundError(f"{path} holds no checkpoint (no checkpoint-*/ with "
                                     "encoder.safetensors); train first or pass a file")
+        checkpoint.verify(folder, ("encoder.safetensors",))
         path = folder / "encoder.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for foreign files
+        raise RunKindError(f"{path} is not a safetensors file jepalab can read ({e})") from None
     if meta.get("format") == "jepalab-module":
-        raise ValueError(f"{path} holds a {meta.get('class')} encoder, not a ViT; jepalab.load "
+        raise RunKindError(f"{path} holds a {meta.get('class')} encoder, not a ViT; jepalab.load "
                          "rebuilds ViT encoders only. Build the method from the run's "
                          "config.json and load the checkpoint's model.safetensors into it")
     if meta.get("format") != "jepalab-vit":
-        raise ValueError(f"{path} is not a jepalab encoder file (metadata format "
+        raise RunKindError(f"{path} is not a jepalab encoder file (metadata format "
                          f"{meta.get('format')!r}, expected 'jepalab-vit')")
     spec = ViTSpec(meta["arch"], int(meta["image_size"]), int(meta["patch_size"]),
                    int(meta["in_chans"]), bool(int(meta.get("class_token", "0"))),

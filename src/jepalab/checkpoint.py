@@ -7,26 +7,52 @@ complete one. Each folder has
                          as metadata (format jepalab-vit), or any other module's weights with
                          its class name (format jepalab-module), which `jepalab.load` refuses
   optimizer.safetensors  the optimiser's tensors
-  state.json             step, optimiser scalars and param groups, RNG state, config
+  state.json             step, optimiser scalars and param groups, RNG state, config, and
+                         the sha256 of each file above
 Nothing is unpickled when loading. Folders are written under a temporary name, fsynced and
-renamed; `latest` is replaced atomically; so a run killed at any moment resumes from the
-last complete checkpoint.
+renamed; `latest` is replaced atomically; older checkpoints are pruned only after a newer
+one is complete; so a run killed at any moment resumes from the last complete checkpoint.
+Resuming verifies the checksums and falls back, with a warning naming the damaged file, to
+the previous checkpoint. A save that fails (a full disk) removes its partial folder and
+says that the previous checkpoint is intact. Files follow the user's umask.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from jepalab.errors import UserError
+
 KEEP = 2  # complete checkpoints kept per run
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be read; the message names the file."""
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint could not be read or written; the message names the file."""
+
+
+class DamagedCheckpointWarning(UserWarning):
+    """The newest checkpoint was damaged and an older one was used."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -89,26 +115,60 @@ def save(run_dir: Path, step: int, method: torch.nn.Module, optimizer: torch.opt
     final = run_dir / f"checkpoint-{step:07d}"
     temporary = run_dir / f".checkpoint-{step:07d}.{os.getpid()}.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    encoder = method.eval_encoder()
-    save_file(_contiguous(method.state_dict()), temporary / "model.safetensors")
-    save_file(_contiguous(encoder.state_dict()), temporary / "encoder.safetensors",
-              metadata=encoder_metadata(encoder))
-    optimizer_tensors, optimizer_rest = _split_optimizer(optimizer.state_dict())
-    save_file(_contiguous(optimizer_tensors), temporary / "optimizer.safetensors")
-    state = {"step": step, "optimizer": optimizer_rest, **(extra or {})}
-    (temporary / "state.json").write_text(json.dumps(state, indent=1))
-    for file in temporary.iterdir():
-        with open(file, "rb") as f:
-            os.fsync(f.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(temporary, final)
+    try:
+        _write(temporary, step, method, optimizer, extra)
+    except OSError as e:  # a full disk, a quota, a vanished mount: keep what was there
+        shutil.rmtree(temporary, ignore_errors=True)
+        previous = latest(run_dir)
+        raise CheckpointError(
+            f"could not write checkpoint {final} ({e.strerror or e}); "
+            + (f"the previous checkpoint {previous} is intact and the run resumes from it"
+               if previous else "there is no earlier checkpoint")) from None
+    if final.exists():  # the same step saved again (a resumed run): swap, then remove
+        stale = run_dir / f".stale-{final.name}.{os.getpid()}"
+        os.replace(final, stale)
+        os.replace(temporary, final)
+        shutil.rmtree(stale, ignore_errors=True)
+    else:
+        os.replace(temporary, final)
     _fsync_dir(run_dir)
     atomic_write_text(run_dir / "latest", final.name + "\n")
     for old in sorted(run_dir.glob("checkpoint-*"))[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _write(folder: Path, step: int, method: torch.nn.Module, optimizer: torch.optim.Optimizer,
+           extra: dict | None) -> None:
+    folder.mkdir(parents=True)
+    encoder = method.eval_encoder()
+    save_file(_contiguous(method.state_dict()), folder / "model.safetensors")
+    save_file(_contiguous(encoder.state_dict()), folder / "encoder.safetensors",
+              metadata=encoder_metadata(encoder))
+    optimizer_tensors, optimizer_rest = _split_optimizer(optimizer.state_dict())
+    save_file(_contiguous(optimizer_tensors), folder / "optimizer.safetensors")
+    mode = 0o666 & ~_umask()  # safetensors writes 0600; a shared run should follow the umask
+    sha256 = {}
+    for file in sorted(folder.iterdir()):
+        os.chmod(file, mode)
+        sha256[file.name] = _sha256(file)
+    state = {"step": step, "optimizer": optimizer_rest, **(extra or {}), "sha256": sha256}
+    (folder / "state.json").write_text(json.dumps(state, indent=1))
+    for file in folder.iterdir():
+        with open(file, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def remove_partial(run_dir: Path) -> None:
+    """Remove the half-written folders a killed save left behind (one trainer per run)."""
+    for folder in [*Path(run_dir).glob(".checkpoint-*.tmp"), *Path(run_dir).glob(".stale-*")]:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def complete(run_dir: Path) -> list[Path]:
+    """The run's complete checkpoint folders (with a state.json), newest first."""
+    return [p for p in sorted(Path(run_dir).glob("checkpoint-*"), reverse=True)
+            if (p / "state.json").exists()]
 
 
 def latest(run_dir: Path) -> Path | None:
@@ -119,13 +179,47 @@ def latest(run_dir: Path) -> Path | None:
         folder = run_dir / pointer.read_text().strip()
         if (folder / "state.json").exists():
             return folder
-    complete = [p for p in sorted(run_dir.glob("checkpoint-*")) if (p / "state.json").exists()]
-    return complete[-1] if complete else None
+    found = complete(run_dir)
+    return found[0] if found else None
+
+
+def verify(folder: Path, names: tuple[str, ...] | None = None) -> None:
+    """Check `folder`'s files (or those of `names`) against the sha256 in its state.json;
+    raise CheckpointError naming the first that is missing or differs. Checkpoints written
+    before checksums were recorded pass."""
+    folder = Path(folder)
+    recorded = _state(folder).get("sha256", {})
+    for name, digest in recorded.items():
+        if names is not None and name not in names:
+            continue
+        file = folder / name
+        if not file.exists():
+            raise CheckpointError(f"checkpoint file {file} is missing")
+        if _sha256(file) != digest:
+            raise CheckpointError(f"checkpoint file {file} is damaged (its sha256 differs "
+                                  "from the one recorded when it was written)")
+
+
+def restore_latest(run_dir: Path, method: torch.nn.Module,
+                   optimizer: torch.optim.Optimizer) -> tuple[dict, Path]:
+    """Restore the newest checkpoint of `run_dir` that verifies; each damaged one skipped
+    is named in a DamagedCheckpointWarning. Returns (state.json dict, folder)."""
+    problems = []
+    for folder in complete(run_dir):
+        try:
+            verify(folder)
+            return restore(folder, method, optimizer), folder
+        except CheckpointError as e:
+            problems.append(str(e))
+            warnings.warn(f"{e}; trying the checkpoint before it", DamagedCheckpointWarning,
+                          stacklevel=2)
+    raise CheckpointError(f"no usable checkpoint in {run_dir}"
+                          + (": " + "; ".join(problems) if problems else ""))
 
 
 def step_of(folder: Path) -> int:
     """The training step a complete checkpoint folder was written at."""
-    return json.loads((Path(folder) / "state.json").read_text())["step"]
+    return _state(folder)["step"]
 
 
 def _load(file: Path) -> dict:
@@ -135,13 +229,17 @@ def _load(file: Path) -> dict:
         raise CheckpointError(f"cannot read checkpoint file {file}: {e}") from None
 
 
+def _state(folder: Path) -> dict:
+    try:
+        return json.loads((Path(folder) / "state.json").read_text())
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
+        raise CheckpointError(f"cannot read {Path(folder) / 'state.json'}: {e}") from None
+
+
 def restore(folder: Path, method: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Load a checkpoint folder into method and optimizer; return its state.json dict."""
     folder = Path(folder)
-    try:
-        state = json.loads((folder / "state.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot read {folder / 'state.json'}: {e}") from None
+    state = _state(folder)
     device = next(method.parameters()).device
     method.load_state_dict({k: v.to(device) for k, v in
                             _load(folder / "model.safetensors").items()})

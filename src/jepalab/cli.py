@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 
 def cmd_train(args) -> int:
     from jepalab.config import ConfigError, apply_overrides, from_dict, load_config, recipe_names
-    from jepalab.train import Collapsed, Interrupted, train
+    from jepalab.train import Collapsed, Interrupted, NonFinite, train
 
     items = list(args.items)
     resume = [i for i in items if i.startswith("resume=")]
@@ -41,7 +42,7 @@ def cmd_train(args) -> int:
     except Interrupted as stop:
         print(f"{stop}; continue with: jepalab train resume={run_dir}")
         return 130
-    except Collapsed as stop:
+    except (Collapsed, NonFinite) as stop:  # the run failed; its checkpoints are kept
         print(f"jepalab train: {stop}", file=sys.stderr)
         return 3
     print(f"run directory: {run_dir}")
@@ -102,6 +103,14 @@ def cmd_collect(args) -> int:
                    env_kwargs={"size": args.size}, show_progress=not args.quiet,
                    **({"noise": args.noise} if args.policy == "noisy-expert" else {}))
     print(f"trajectories: {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from jepalab.export import export_run
+
+    path = export_run(args.run_dir, args.out or None, args.format)
+    print(f"encoder: {path} (load it with jepalab.load; --format timm: README, Export)")
     return 0
 
 
@@ -209,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--gif", type=int, default=3, help="episodes in the GIF (default 3)")
     plan.add_argument("--no-random", action="store_true", help="skip the random baseline")
     plan.add_argument("--out", default="", help="default RUN_DIR/plan-ENV-PLANNER-COST")
+    export = verbs.add_parser("export", help="write a run's evaluation encoder alone to one "
+                              "safetensors file (timm's names; --format timm adds how to "
+                              "rebuild it in timm)")
+    export.add_argument("run_dir", help="a run directory (its newest checkpoint)")
+    export.add_argument("--format", default="safetensors", choices=("safetensors", "timm"))
+    export.add_argument("--out", default="", help="default RUN_DIR/encoder-FORMAT.safetensors")
     for sub in (quick, train, probe, bench, collect, plan):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -221,21 +236,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.verb == "train":
         args.items = list(args.items) + extra
-    from jepalab.checkpoint import CheckpointError
-    from jepalab.config import ConfigError
-    from jepalab.data.images import DataError
+    from jepalab.errors import UserError
 
     handlers = {"train": cmd_train, "probe": cmd_probe, "quickstart": cmd_quickstart,
-                "bench": cmd_bench, "collect": cmd_collect, "plan": cmd_plan}
+                "bench": cmd_bench, "collect": cmd_collect, "plan": cmd_plan,
+                "export": cmd_export}
     try:
         return handlers[args.verb](args)
-    except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError,
-            KeyError, ModuleNotFoundError) as e:
+    except UserError as e:  # bad input: the message names it and what would be valid
         print(f"jepalab {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path the user gave: missing, unreadable, a full disk
+        print(f"jepalab {args.verb}: error: {e.strerror or e}"
+              + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug in jepalab: never hidden, shown whole with where to send it
+        traceback.print_exc()
+        print(f"jepalab {args.verb}: this is a bug in jepalab, not in your input; please report "
+              "it with the command line and the traceback above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -17,11 +17,13 @@ from typing import Any
 
 import yaml
 
+from jepalab.errors import UserError
+
 RECIPES_DIR = Path(__file__).parent / "recipes"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration problem; the message says which key and what would be valid."""
 
 
@@ -47,6 +49,8 @@ class DataConfig:
     window: int = 4        # trajectories only: frames per training window ...
     frameskip: int = 5     # ... this many env steps apart (one block action between two);
     #                        videofolder: frames this many apart in the video
+    on_bad_file: str = "stop"  # imagefolder / videofolder: an unreadable file stops the load
+    #                            naming it, or (skip) is left out and counted in data.json
 
     @property
     def kind(self) -> str:
@@ -69,6 +73,7 @@ class DataConfig:
             raise ConfigError(f"data.window must be >= 2 frames (a context and a target), got "
                               f"{self.window}")
         _positive("data.frameskip", self.frameskip)
+        _choose("data.on_bad_file", self.on_bad_file, ("stop", "skip"))
         generated = ("shapes", "moving_shapes", "moving_shapes_hard")
         if self.num_train < 0 or (self.num_train and kind not in generated):
             raise ConfigError(f"data.num_train: only the generated data sets "
@@ -114,6 +119,7 @@ class TrainConfig:
     run_dir: str = ""              # default: runs/<recipe>-<time>
     tensorboard: bool = False
     threads: int = 0               # torch CPU threads; 0 leaves torch's default
+    on_nonfinite: str = "stop"     # a NaN/inf loss or gradient: stop, or skip the step (counted)
 
     def validate(self) -> None:
         for key in ("steps", "batch_size", "log_every", "checkpoint_every"):
@@ -122,6 +128,7 @@ class TrainConfig:
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0, got {getattr(self, key)}")
         _choose("train.precision", self.precision, PRECISIONS)
+        _choose("train.on_nonfinite", self.on_nonfinite, ("stop", "skip"))
         if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):
             raise ConfigError(f"train.device: unknown device {self.device!r}; valid: auto, cpu, "
                               "cuda, cuda:N, mps")
@@ -243,9 +250,11 @@ def from_dict(raw: dict, recipe: str = "") -> Config:
         if key not in valid:
             raise ConfigError(f"unknown section {key!r}; valid sections: {', '.join(valid)}"
                               f"{_near(key, valid)}")
+    if not isinstance(raw.get("method") or {}, dict):
+        raise ConfigError(f"method must be a mapping of keys to values, got {raw['method']!r}")
     method_values = dict(raw.get("method") or {})
     name = method_values.pop("name", "ijepa")
-    if name not in METHODS:
+    if not isinstance(name, str) or name not in METHODS:
         raise ConfigError(f"method.name: unknown method {name!r}; valid: {', '.join(METHODS)}"
                           f"{_near(str(name), METHODS)}")
     config = Config(method=build_section(method_module(name).Config, method_values, "method"),
@@ -261,12 +270,18 @@ def recipe_names() -> list[str]:
 
 def read_yaml(path: Path) -> dict:
     try:
-        with open(path) as f:
-            return yaml.safe_load(f) or {}
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of sections (method, model, data, "
+                          f"optim, train), got {type(raw).__name__} {raw!r:.40}")
+    return raw
 
 
 def load_recipe(name_or_path: str) -> tuple[dict, str]:

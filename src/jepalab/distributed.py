@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from jepalab.config import ConfigError
+
 
 @dataclass(frozen=True)
 class World:
@@ -38,8 +40,8 @@ def pick_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device=cuda but this torch has no CUDA; install a CUDA "
-                               "build of torch (README: GPUs) or use train.device=cpu")
+            raise ConfigError("train.device=cuda but this torch has no CUDA; install a CUDA "
+                              "build of torch (README: GPUs) or use train.device=cpu")
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device

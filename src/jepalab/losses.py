@@ -283,13 +283,16 @@ class _EmpiricalCF(torch.autograd.Function):
 
 
 def sigreg_directions(dim: int, num_slices: int = 1024, *, generator: torch.Generator | None = None,
-                      device: str | torch.device = "cpu") -> torch.Tensor:
-    """Unit directions (dim, num_slices), the same on every process (rank 0's under DDP)."""
+                      device: str | torch.device = "cpu", broadcast: bool = True) -> torch.Tensor:
+    """Unit directions (dim, num_slices), the same on every process (rank 0's under DDP;
+    `broadcast=False` runs no collective: for one process's diagnostics, with a seeded
+    `generator` that draws the same directions everywhere)."""
     import torch.distributed as dist
 
     directions = torch.randn(dim, num_slices, generator=generator)
     directions = (directions / directions.norm(dim=0, keepdim=True)).to(device)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if broadcast and dist.is_available() and dist.is_initialized() and \
+            dist.get_world_size() > 1:
         dist.broadcast(directions, src=0)
     return directions
 

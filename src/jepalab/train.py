@@ -23,7 +23,7 @@ import torch
 
 from jepalab import checkpoint, distributed, schedules
 from jepalab.build import Method, build_method, embeds, load_data, monitored
-from jepalab.config import Config
+from jepalab.config import Config, ConfigError
 from jepalab.eval.collapse import CollapseWarning, health
 from jepalab.eval.probes import extract_features
 from jepalab.report import read_metrics
@@ -89,9 +89,9 @@ class MetricsLog:
         if not enabled:
             return
         if self.path.exists():  # drop lines past the checkpoint we resume from
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line and json.loads(line)["step"] <= resume_step]
-            checkpoint.atomic_write_text(self.path, "".join(f"{k}\n" for k in kept))
+            kept = [row for row in read_metrics(run_dir) if row["step"] <= resume_step]
+            checkpoint.atomic_write_text(self.path, "".join(json.dumps(row) + "\n"
+                                                            for row in kept))
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -187,6 +187,21 @@ def monitor(method: Method, images: torch.Tensor, device: torch.device) -> dict:
     return health(extract_features(monitored(method), images, device=device))
 
 
+class NonFinite(FloatingPointError):
+    """A NaN or inf loss or gradient with train.on_nonfinite=stop."""
+
+
+def _nonfinite_message(cfg: Config, step: int, out, grad_norm: torch.Tensor,
+                       run_dir: Path) -> str:
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in out.logs.items() if isinstance(v, float))
+    good = checkpoint.latest(run_dir)
+    terms = f"; loss terms: {terms}" if terms else ""
+    return (f"non-finite training at step {step} (method {cfg.method_name}): loss "
+            f"{out.loss.item():.4g}, gradient norm {float(grad_norm):.4g}{terms}; the last "
+            f"good checkpoint is {good or 'none (none was written yet)'}. Lower optim.lr, "
+            "check the data, or set train.on_nonfinite=skip to skip such steps")
+
+
 class Interrupted(Exception):
     """Training stopped on request after a checkpoint; resume continues it."""
 
@@ -213,6 +228,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                          f"{world.size} processes")
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.remove_partial(run_dir)
         checkpoint.atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     data = load_data(cfg)
@@ -223,13 +239,17 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     optimizer = torch.optim.AdamW(parameter_groups(method), lr=cfg.optim.lr,
                                   betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
-    start, elapsed_before = 0, 0.0
-    found = checkpoint.latest(run_dir) if resume else None
-    if found is not None:
-        state = checkpoint.restore(found, method, optimizer)
+    if cfg.train.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"train.precision=fp16 runs on CUDA GPUs only (with a gradient "
+                          f"scaler); on {device.type} use bf16 or fp32")
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
+    start, elapsed_before, skipped = 0, 0.0, 0
+    if resume:  # the newest checkpoint whose checksums hold (a damaged one is named)
+        state, _ = checkpoint.restore_latest(run_dir, method, optimizer)
         start, elapsed_before = state["step"], state.get("elapsed_s", 0.0)
-    elif resume:
-        raise FileNotFoundError(f"resume: no complete checkpoint in {run_dir}")
+        skipped = state.get("nonfinite_skipped", 0)
+        if "grad_scaler" in state:
+            scaler.load_state_dict(state["grad_scaler"])
     model = method
     if world.size > 1:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -237,7 +257,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
 
     total, per_rank = cfg.train.steps, cfg.train.batch_size // world.size
     end = min(total, stop_at) if stop_at is not None else total
-    log = MetricsLog(run_dir, start, cfg.train.tensorboard, world.is_main)
+    log = MetricsLog(run_dir, start if resume else -1, cfg.train.tensorboard, world.is_main)
     monitor_images = data.monitor_inputs(MONITOR_IMAGES)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     bar, task = progress_bar(show_progress and world.is_main, total, start)
@@ -262,7 +282,9 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         if world.is_main:
             checkpoint.save(run_dir, step, method, optimizer,
                             {"config": cfg.to_dict(), "world_size": world.size,
-                             "elapsed_s": elapsed()})
+                             "elapsed_s": elapsed(), "nonfinite_skipped": skipped,
+                             **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled()
+                                else {})})
         distributed.barrier(world)
 
     try:
@@ -277,22 +299,31 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                 method.train()
                 with autocast(device, cfg.train.precision):
                     out = model(batch)
-                if not torch.isfinite(out.loss):
-                    raise FloatingPointError(f"loss is {out.loss.item()} at step {step}; lower "
-                                             "optim.lr or check the data")
                 optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
+                scaler.scale(out.loss).backward()
+                scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
-                optimizer.step()
-                method.on_step_end((step + 1) / total)
+                # one check of loss and gradient (the scaler skips fp16 overflows itself)
+                checked = out.loss.detach() if scaler.is_enabled() else \
+                    out.loss.detach() + grad_norm
+                if not torch.isfinite(checked):
+                    if cfg.train.on_nonfinite == "stop":
+                        raise NonFinite(_nonfinite_message(cfg, step + 1, out, grad_norm,
+                                                          run_dir))
+                    skipped += 1  # no update, no teacher / queue update: as if never drawn
+                    optimizer.zero_grad(set_to_none=True)
+                else:
+                    scaler.step(optimizer)
+                    scaler.update()
+                    method.on_step_end((step + 1) / total)
                 step += 1
                 window_samples += cfg.train.batch_size
 
                 if step % cfg.train.log_every == 0 or step == end:
                     window = time.perf_counter() - window_start
                     values = {"loss": out.loss.item(), "lr": lr, "weight_decay": weight_decay,
-                              "grad_norm": float(grad_norm),
+                              "grad_norm": float(grad_norm), "nonfinite_skipped": skipped,
                               "samples_per_s": window_samples / max(window, 1e-9),
                               "elapsed_s": elapsed(), **out.logs}
                     if cfg.train.monitor_every and (step % cfg.train.monitor_every == 0

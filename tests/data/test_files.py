@@ -106,6 +106,44 @@ def test_imagefolder_corrupt_image_names_file(tmp_path):
         load_imagefolder(tmp_path, image_size=8)
 
 
+def test_imagefolder_converts_grey_palette_alpha_and_16_bit_images(tmp_path):
+    write_images(tmp_path, 3)
+    red = tmp_path / "cat"
+    Image.new("L", (8, 8), 128).save(red / "grey.png")
+    Image.new("RGBA", (8, 8), (255, 0, 0, 40)).save(red / "alpha.png")
+    Image.new("RGB", (8, 8), (255, 0, 0)).convert("P").save(red / "palette.png")
+    Image.fromarray(np.full((8, 8), 32896, np.uint16)).save(red / "sixteen.png")  # 128 * 257
+    assert Image.open(red / "sixteen.png").mode.startswith("I")
+    data = load_imagefolder(tmp_path, image_size=4)
+    pixels = torch.cat([data.train.images, data.val.images, data.test.images])
+    assert len(pixels) == 13 and pixels.shape[1:] == (3, 4, 4)
+    means = pixels.float().mean(dim=(2, 3))
+    # the 16-bit grey is mid grey, not clipped to white; the grey PNG likewise
+    assert (((means - 128).abs() < 2).all(dim=1)).sum() == 2
+
+
+def test_imagefolder_bad_files_are_named_or_skipped_and_counted(tmp_path):
+    write_images(tmp_path, 4)
+    good = tmp_path / "dog" / "dog0.png"
+    (tmp_path / "dog" / "truncated.png").write_bytes(good.read_bytes()[:40])
+    (tmp_path / "emu" / "empty.jpg").write_bytes(b"")
+    with pytest.raises(DataError, match=r"(truncated|empty)\.(png|jpg).*on_bad_file=skip"):
+        load_imagefolder(tmp_path, image_size=8)
+    data = load_imagefolder(tmp_path, image_size=8, skip_bad=True)
+    assert data.skipped == 2 and len(data.train) + len(data.val) + len(data.test) == 12
+    assert data.describe()["skipped_files"] == 2
+    loaded = catalog.load(DataConfig(f"imagefolder:{tmp_path}", 8, on_bad_file="skip"))
+    assert loaded.skipped == 2
+    check_colours(data)
+
+
+def test_imagefolder_empty_class_folder_is_named(tmp_path):
+    write_images(tmp_path, 3)
+    (tmp_path / "yak").mkdir()
+    with pytest.raises(DataError, match="yak.*holds no images"):
+        load_imagefolder(tmp_path, image_size=8)
+
+
 def cifar_images(labels):
     """CIFAR rows (N, 3072): R, G, B planes; image i is the pure colour of its label."""
     palette = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)

@@ -67,7 +67,8 @@ def _moving_shapes(difficulty):
 def _imagefolder(path, cfg):
     from jepalab.data.files import load_imagefolder
 
-    return load_imagefolder(path, image_size=cfg.image_size, seed=cfg.seed)
+    return load_imagefolder(path, image_size=cfg.image_size, seed=cfg.seed,
+                            skip_bad=cfg.on_bad_file == "skip")
 
 
 def _cifar(path, cfg):
@@ -80,7 +81,8 @@ def _videofolder(path, cfg):
     from jepalab.data.video_files import load_videofolder
 
     return load_videofolder(path, image_size=cfg.image_size, frames=cfg.frames,
-                            stride=cfg.frameskip, seed=cfg.seed)
+                            stride=cfg.frameskip, seed=cfg.seed,
+                            skip_bad=cfg.on_bad_file == "skip")
 
 
 def _npyvideo(path, cfg):

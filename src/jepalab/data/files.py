@@ -38,22 +38,40 @@ def _check_folder(path: str | Path) -> Path:
     return folder
 
 
+def _to_rgb(im):
+    """Any PIL image as 8-bit RGB: grey, palette and alpha images converted (alpha dropped),
+    16-bit and 32-bit integer greys scaled down to 8 bits rather than clipped."""
+    from PIL import Image
+
+    if im.mode.startswith("I"):  # I;16, I;16B, I;16L, I: integer greys above 255
+        grey = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or grey.max() <= 65535 else grey.max()
+        im = Image.fromarray(np.clip(grey / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    elif im.mode == "F":
+        grey = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        span = grey.max() - grey.min()
+        im = Image.fromarray(((grey - grey.min()) / (span or 1.0) * 255).astype(np.uint8))
+    return im.convert("RGB")
+
+
 def _read_image(file: Path, size: int) -> np.ndarray:
     """One image file as uint8 (size, size, 3) RGB; any decoding failure names the file."""
     from PIL import Image
 
     try:
         with Image.open(file) as im:
-            rgb = im.convert("RGB")
+            rgb = _to_rgb(im)
         rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(rgb, dtype=np.uint8)
     except Exception as e:  # PIL raises OSError, ValueError, DecompressionBombError, ...
         raise DataError(f"cannot read image file {str(file)!r}: {e}") from e
 
 
-def _read_classes(folder: Path, classes: list[str], size: int) -> Split:
-    """Images under folder/<class>/ for each class subfolder present; labels index `classes`."""
-    images, labels = [], []
+def _read_classes(folder: Path, classes: list[str], size: int,
+                  skip_bad: bool = False) -> tuple[Split, int]:
+    """Images under folder/<class>/ for each class subfolder present; labels index `classes`.
+    With `skip_bad` an unreadable file is left out and counted (the count is returned)."""
+    images, labels, skipped = [], [], 0
     for sub in _subdirs(folder):
         if sub.name not in classes:
             raise DataError(f"class folder {str(sub)!r} is not among the training classes "
@@ -63,11 +81,19 @@ def _read_classes(folder: Path, classes: list[str], size: int) -> Split:
         if not files:
             raise DataError(f"class folder {str(sub)!r} holds no images "
                             f"(expected files ending in {', '.join(IMAGE_EXTENSIONS)})")
-        images += [_read_image(f, size) for f in files]
-        labels += [classes.index(sub.name)] * len(files)
+        for file in files:
+            try:
+                images.append(_read_image(file, size))
+            except DataError as e:
+                if not skip_bad:
+                    raise DataError(f"{e}; set data.on_bad_file=skip to leave unreadable files "
+                                    "out") from None
+                skipped += 1
+                continue
+            labels.append(classes.index(sub.name))
     pixels = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
     return Split(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(),
-                 torch.tensor(labels, dtype=torch.int64))
+                 torch.tensor(labels, dtype=torch.int64)), skipped
 
 
 def _take(split: Split, index: np.ndarray) -> Split:
@@ -75,13 +101,16 @@ def _take(split: Split, index: np.ndarray) -> Split:
     return Split(split.images[index], split.labels[index])
 
 
-def load_imagefolder(path, *, image_size: int, seed: int = 0) -> ImageData:
+def load_imagefolder(path, *, image_size: int, seed: int = 0,
+                     skip_bad: bool = False) -> ImageData:
     """Load PATH/<class>/<image> or PATH/{train,val,test}/<class>/<image>.
 
     Classes are the sorted class-folder names (those of `train` in the split layout). The flat
     layout is split 80/10/10 by `split_by_seed(n, (0.1, 0.1), seed)`; in the split layout a
     missing `val` or `test` folder is carved (10% each) out of `train` the same way. Images are
-    converted to RGB and resized to `image_size` x `image_size`.
+    converted to RGB (grey, palette, alpha and 16-bit images too) and resized to `image_size`
+    x `image_size`. An unreadable file stops the load naming it; with `skip_bad` it is left
+    out and counted (`ImageData.skipped`).
     """
     folder = _check_folder(path)
     subdirs = _subdirs(folder)
@@ -93,17 +122,21 @@ def load_imagefolder(path, *, image_size: int, seed: int = 0) -> ImageData:
     classes = [d.name for d in _subdirs(base)]
     if not classes:
         raise DataError(f"{str(base)!r} has no class subfolders; expected {base}/<class>/")
-    train = _read_classes(base, classes, image_size)
+    train, skipped = _read_classes(base, classes, image_size, skip_bad)
     present = {name: folder / name for name in ("val", "test")
                if split_layout and (folder / name).is_dir()}
-    splits = {name: _read_classes(sub, classes, image_size) for name, sub in present.items()}
+    splits = {}
+    for name, sub in present.items():
+        splits[name], more = _read_classes(sub, classes, image_size, skip_bad)
+        skipped += more
     fractions = (0.0 if "val" in splits else 0.1, 0.0 if "test" in splits else 0.1)
     if fractions != (0.0, 0.0):
         keep, val, test = split_by_seed(len(train), fractions, seed)
         splits.setdefault("val", _take(train, val))
         splits.setdefault("test", _take(train, test))
         train = _take(train, keep)
-    return ImageData(f"imagefolder:{path}", train, splits["val"], splits["test"], classes)
+    return ImageData(f"imagefolder:{path}", train, splits["val"], splits["test"], classes,
+                     skipped)
 
 
 def _numpy_global(name: str):

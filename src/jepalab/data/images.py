@@ -14,8 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from jepalab.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A data set could not be loaded; the message names the path or value and what is valid."""
 
 
@@ -47,6 +49,7 @@ class ImageData:
     val: Split
     test: Split
     classes: list[str]
+    skipped: int = 0          # files left out as unreadable (imagefolder, data.on_bad_file=skip)
 
     @property
     def image_size(self) -> int:
@@ -65,7 +68,7 @@ class ImageData:
         """What a run trained on (its data.json)."""
         return {"kind": "images", "name": self.name, "image_size": self.image_size,
                 "classes": list(self.classes), "train": len(self.train), "val": len(self.val),
-                "test": len(self.test)}
+                "test": len(self.test), "skipped_files": self.skipped}
 
 
 def split_by_seed(n: int, fractions: tuple[float, float], seed: int) -> tuple[np.ndarray, ...]:

@@ -69,4 +69,5 @@ class VideoData:
         """What a run trained on (its data.json)."""
         return {"kind": "videos", "name": self.name, "frames": self.frames,
                 "image_size": self.image_size, "classes": list(self.classes),
-                "train": len(self.train), "val": len(self.val), "test": len(self.test)}
+                "train": len(self.train), "val": len(self.val), "test": len(self.test),
+                "skipped_files": self.skipped}

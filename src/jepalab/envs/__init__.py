@@ -22,6 +22,8 @@ from __future__ import annotations
 import difflib
 import importlib
 
+from jepalab.errors import MissingExtra, UnknownName
+
 ENVS = {
     "two-room": "jepalab.envs.two_room:TwoRoom",
     "pusht": "jepalab.envs.pusht:PushT",
@@ -33,13 +35,13 @@ def env_class(name: str):
     if name not in ENVS:
         near = difflib.get_close_matches(name, ENVS, n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise KeyError(f"unknown environment {name!r}; valid: {', '.join(ENVS)}{hint}")
+        raise UnknownName(f"unknown environment {name!r}; valid: {', '.join(ENVS)}{hint}")
     module, _, cls = ENVS[name].partition(":")
     try:
         return getattr(importlib.import_module(module), cls)
     except ModuleNotFoundError as e:
-        raise ModuleNotFoundError(f"environment {name!r} needs {e.name!r}: install the extras "
-                                  "with `pip install -e .[envs]`") from None
+        raise MissingExtra(f"environment {name!r} needs {e.name!r}: install the extras "
+                           "with `pip install -e .[envs]`") from None
 
 
 def make(name: str, **kwargs):

@@ -10,6 +10,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from jepalab.config import ConfigError
+
 
 class PixelEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -18,8 +20,8 @@ class PixelEnv(gym.Env):
 
     def __init__(self, size: int, action_dim: int, proprio_dim: int):
         if not (isinstance(size, int) and 8 <= size <= 512):
-            raise ValueError(f"{type(self).__name__}: size must be an int in [8, 512] pixels, "
-                             f"got {size!r}")
+            raise ConfigError(f"{type(self).__name__}: size must be an int in [8, 512] "
+                              f"pixels, got {size!r}")
         self.size = size
         image = spaces.Box(0, 255, (size, size, 3), np.uint8)
         self.observation_space = spaces.Dict({

@@ -9,13 +9,16 @@ every episode has the same length; episode e resets with seed `seed * 100_003 + 
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from jepalab import __version__
+from jepalab.config import ConfigError
 from jepalab.data.trajectories import EpisodeWriter
 from jepalab.envs import make
+from jepalab.errors import UnknownName
 
 POLICIES = ("random", "noisy-expert")
 
@@ -24,7 +27,10 @@ class Policy:
     def __init__(self, name: str, env, rng: np.random.Generator, *, hold: float = 5.0,
                  noise: float = 0.5):
         if name not in POLICIES:
-            raise ValueError(f"unknown policy {name!r}; valid: {', '.join(POLICIES)}")
+            raise UnknownName(f"unknown policy {name!r}; valid: {', '.join(POLICIES)}")
+        if not (math.isfinite(noise) and noise >= 0 and math.isfinite(hold) and hold >= 1):
+            raise ConfigError(f"--noise must be a finite number >= 0 (got {noise}) and hold "
+                              f">= 1 (got {hold})")
         self.name, self.env, self.rng, self.hold, self.noise = name, env, rng, hold, noise
         self.previous = None
 
@@ -48,12 +54,12 @@ def collect(env_name: str, out: str | Path, *, episodes: int, steps: int | None 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise ConfigError(f"--episodes must be >= 1, got {episodes}")
     env_kwargs = dict(env_kwargs or {})
     env = make(env_name, **env_kwargs)
     steps = steps or env.max_episode_steps
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
     rng = np.random.default_rng(seed)
     act = Policy(policy, env, rng, **policy_kwargs)
     writer = EpisodeWriter(out, {"env": env_name, "env_kwargs": env_kwargs, "policy": policy,

@@ -51,10 +51,11 @@ def spread(z: torch.Tensor) -> float:
 def sigreg_statistic(z: torch.Tensor, num_slices: int = 256, seed: int = 0) -> float:
     """LeJEPA's SIGReg statistic of embeddings (N, D) on fixed directions: how far they are
     from an isotropic standard Gaussian (about 1 for one; large for collapsed or badly
-    scaled embeddings). Measured on this process's embeddings alone."""
+    scaled embeddings). Measured on this process's embeddings alone, with no collective, so
+    one rank may call it while the others do not."""
     from jepalab.losses import sigreg, sigreg_directions
 
-    directions = sigreg_directions(z.shape[1], num_slices,
+    directions = sigreg_directions(z.shape[1], num_slices, broadcast=False,
                                    generator=torch.Generator().manual_seed(seed))
     return float(sigreg(z.float(), directions=directions, reduce=False))
 

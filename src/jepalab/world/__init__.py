@@ -56,6 +56,7 @@ def load_world_model(run_dir: str | Path):
     from jepalab import checkpoint
     from jepalab.build import build_method
     from jepalab.config import from_dict
+    from jepalab.errors import RunKindError
 
     run_dir = Path(run_dir)
     described = run_dir / "data.json"
@@ -73,12 +74,13 @@ def load_world_model(run_dir: str | Path):
     data = json.loads(described.read_text())
     kind = data.get("kind", "trajectories")  # runs from before image runs wrote data.json
     if kind != "trajectories":
-        raise ValueError(f"{run_dir} is an {kind} run (method {cfg.method_name!r}), not a world "
-                         "model; plan needs one trained on trajectories (e.g. `jepalab train "
-                         "lewm-two-room`)")
+        raise RunKindError(f"{run_dir} is an {kind} run (method {cfg.method_name!r}), not a "
+                           "world model; plan needs one trained on trajectories (e.g. `jepalab "
+                           "train lewm-two-room`)")
     model = build_method(cfg, data["action_dim"] * data["frameskip"])
+    checkpoint.verify(found, ("model.safetensors",))
     model.load_state_dict(load_file(found / "model.safetensors"))
     if not hasattr(model, "encode"):
-        raise ValueError(f"{run_dir} was trained with method {cfg.method_name!r}, which is not "
-                         "a world model")
+        raise RunKindError(f"{run_dir} was trained with method {cfg.method_name!r}, which is "
+                           "not a world model")
     return model.eval(), data

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from jepalab.config import ConfigError
+from jepalab.errors import RunKindError
 from jepalab.world import rollout
 from jepalab.world.planners import make_planner
 
@@ -38,12 +40,12 @@ class PlanSettings:
 
     def validate(self) -> None:
         if self.cost not in COSTS:
-            raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
+            raise ConfigError(f"--cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
         if not 1 <= self.execute <= self.horizon:
-            raise ValueError(f"execute must be in [1, horizon={self.horizon}], got "
-                             f"{self.execute}")
+            raise ConfigError(f"--execute must be in [1, --horizon {self.horizon}], got "
+                              f"{self.execute}")
         if self.episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+            raise ConfigError(f"--episodes must be >= 1, got {self.episodes}")
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -261,7 +263,9 @@ def run_plan(env_name: str, model_dir: str | Path, settings: PlanSettings, *, ou
     settings.validate()
     model, data = load_world_model(model_dir)
     if data["env"] != env_name:
-        raise ValueError(f"{model_dir} was trained on {data['env']!r} data, not {env_name!r}")
+        raise RunKindError(f"{model_dir} was trained on {data['env']!r} data, not "
+                           f"{env_name!r}; plan {data['env']} with it, or give a model of "
+                           f"{env_name}")
     env = make(env_name, **data["env_kwargs"])
     frameskip = data["frameskip"]
     torch.set_grad_enabled(settings.planner == "gradient")

@@ -145,3 +145,52 @@ def test_verb_flags(sandbox, capsys, data, verb):
     if verb == "plan" and "--model" not in argv:
         argv += ["--model", "runs/none"]
     outcome(argv + ["--quiet"], capsys, sandbox)
+
+
+FILES = st.lists(st.tuples(
+    st.sampled_from(["a", "b", "c", ".hidden"]),                     # class folder
+    st.sampled_from(["x.png", "y.jpg", "z.gif", "w.bmp", "n.txt", "q.PNG"]),
+    st.one_of(st.binary(max_size=64),                                 # junk bytes
+              st.tuples(st.sampled_from(["RGB", "L", "RGBA", "P", "I;16", "1", "CMYK"]),
+                        st.integers(1, 12), st.integers(1, 12)))),    # a real image
+    max_size=8)
+
+
+@FUZZ
+@given(files=FILES, skip=st.booleans(), empty=st.sampled_from(["", "a", "d"]))
+def test_image_folders(sandbox, files, skip, empty):
+    """A folder of broken, odd and empty things loads or is refused naming what is wrong."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from jepalab.config import DataConfig
+    from jepalab.data import catalog
+    from jepalab.errors import UserError
+
+    root = sandbox / "pics"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    if empty:
+        (root / empty).mkdir(exist_ok=True)
+    for folder, name, content in files:
+        (root / folder).mkdir(exist_ok=True)
+        if isinstance(content, bytes):
+            (root / folder / name).write_bytes(content)
+            continue
+        mode, w, h = content
+        pixels = np.random.default_rng(w * h).integers(0, 255, (h, w))
+        if mode == "I;16":  # 16-bit grey: PNG holds it
+            Image.fromarray((pixels * 257).astype(np.uint16)).save(root / folder / "deep.png")
+            continue
+        image = Image.fromarray(pixels.astype(np.uint8)).convert(mode)
+        suffix = ".jpg" if mode == "CMYK" else ".png"
+        image.save((root / folder / name).with_suffix(suffix))
+    try:
+        data = catalog.load(DataConfig(f"imagefolder:{root}", 8,
+                                       on_bad_file="skip" if skip else "stop"))
+    except UserError as e:
+        assert str(root) in str(e) or "imagefolder" in str(e), e
+        return
+    assert len(data.train) >= 1 and data.train.images.shape[1:] == (3, 8, 8)

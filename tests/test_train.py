@@ -173,3 +173,31 @@ def test_ensure_trained_finishes_a_stopped_run_and_skips_a_finished_one(tmp_path
     before = (checkpoint.latest(tmp_path) / "state.json").stat().st_mtime_ns
     ensure_trained(cfg, tmp_path, show_progress=False)  # finished: nothing is retrained
     assert (checkpoint.latest(tmp_path) / "state.json").stat().st_mtime_ns == before
+
+
+def test_a_run_names_its_data_by_absolute_path_and_resumes_from_anywhere(tmp_path,
+                                                                         monkeypatch):
+    """Trained from one directory with a relative data path, then moved: the run still
+    resumes and its data still loads from another directory."""
+    from PIL import Image
+
+    from jepalab.build import load_data
+    from jepalab.cli import main
+    from jepalab.probe import run_config
+
+    work = tmp_path / "work"
+    for name, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        (work / "pics" / name).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (16, 16), colour).save(work / "pics" / name / f"{i}.png")
+    monkeypatch.chdir(work)
+    overrides = [o for o in TINY if not o.startswith("data.name")]
+    assert main(["train", "ijepa-shapes", *overrides, "data.name=imagefolder:pics",
+                 "train.steps=2", "train.run_dir=runs/a", "--quiet"]) == 0
+    saved = json.loads((work / "runs/a/config.json").read_text())["data"]["name"]
+    assert saved == f"imagefolder:{work / 'pics'}"
+    (work / "runs/a").rename(tmp_path / "moved")
+    monkeypatch.chdir(tmp_path)
+    assert len(load_data(run_config(tmp_path / "moved")).train) == 16
+    assert main(["train", f"resume={tmp_path / 'moved'}", "train.steps=3", "--quiet"]) == 0
+    assert checkpoint.step_of(checkpoint.latest(tmp_path / "moved")) == 3

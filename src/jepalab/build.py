@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from jepalab.config import Config
+from jepalab.config import Config, ConfigError
 from jepalab.data import catalog
 from jepalab.methods import StepOutput, method_module
 from jepalab.nn.vit import ViTSpec
@@ -73,5 +73,13 @@ def backbone_spec(cfg: Config) -> ViTSpec:
 
 
 def build_method(cfg: Config, declared: int) -> Method:
-    """The method of `cfg`; `declared` is what its data declares (`DataSet.declares`)."""
-    return method_module(cfg.method_name).Method(cfg.method, backbone_spec(cfg), declared)
+    """The method of `cfg`; `declared` is what its data declares (`DataSet.declares`).
+    A constructor's ValueError is a setting that cannot be built (e.g. more CPC rows ahead
+    than the grid has): reported as the config error it is."""
+    try:
+        return method_module(cfg.method_name).Method(cfg.method, backbone_spec(cfg), declared)
+    except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"method {cfg.method_name!r} cannot be built with these settings: "
+                          f"{e}") from e

@@ -45,7 +45,9 @@ def cmd_train(args) -> int:
     except (Collapsed, NonFinite) as stop:  # the run failed; its checkpoints are kept
         print(f"jepalab train: {stop}", file=sys.stderr)
         return 3
-    print(f"run directory: {run_dir}")
+    from jepalab.page import write_report
+
+    print(f"run directory: {run_dir}; report: {write_report(run_dir)}")
     return 0
 
 
@@ -122,7 +124,17 @@ def cmd_plan(args) -> int:
     out = Path(args.out or Path(args.model) / f"plan-{args.env}-{args.planner}-{args.cost}")
     run_plan(args.env, args.model, settings, out=out, random_baseline=not args.no_random,
              gif_episodes=args.gif, show_progress=not args.quiet)
-    print(f"results: {out / 'plan.json'}; episodes: {out / 'episodes.gif'}")
+    from jepalab.page import write_report
+
+    print(f"results: {out / 'plan.json'}; episodes: {out / 'episodes.gif'}; report: "
+          f"{write_report(args.model)}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from jepalab.page import write_report
+
+    print(f"report: {write_report(args.run_dir, args.compare, args.out or None)}")
     return 0
 
 
@@ -224,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", help="a run directory (its newest checkpoint)")
     export.add_argument("--format", default="safetensors", choices=("safetensors", "timm"))
     export.add_argument("--out", default="", help="default RUN_DIR/encoder-FORMAT.safetensors")
+    report = verbs.add_parser("report", help="one self-contained HTML page of a run: config, "
+                              "curves, collapse diagnostics, probes or planning")
+    report.add_argument("run_dir")
+    report.add_argument("--compare", nargs="*", default=[], metavar="RUN_DIR",
+                        help="other runs whose curves are drawn over this one's")
+    report.add_argument("--out", default="", help="default RUN_DIR/report.html")
     for sub in (quick, train, probe, bench, collect, plan):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -240,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"train": cmd_train, "probe": cmd_probe, "quickstart": cmd_quickstart,
                 "bench": cmd_bench, "collect": cmd_collect, "plan": cmd_plan,
-                "export": cmd_export}
+                "export": cmd_export, "report": cmd_report}
     try:
         return handlers[args.verb](args)
     except UserError as e:  # bad input: the message names it and what would be valid

@@ -318,6 +318,19 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
+def absolute_paths(cfg: Config) -> Config:
+    """`cfg` with its file paths made absolute (a data set's PATH in NAME:PATH and the
+    method keys its Config lists in PATHS), so a run's config.json works from any directory
+    and after the run is moved."""
+    prefix, sep, path = cfg.data.name.partition(":")
+    data = dataclasses.replace(cfg.data, name=f"{prefix}:{Path(path).expanduser().resolve()}"
+                               if sep and path else cfg.data.name)
+    changes = {key: str(Path(value).expanduser().resolve())
+               for key in getattr(cfg.method, "PATHS", ())
+               if (value := getattr(cfg.method, key))}
+    return dataclasses.replace(cfg, data=data, method=dataclasses.replace(cfg.method, **changes))
+
+
 def load_config(recipe: str, overrides: list[str] = ()) -> Config:
     raw, name = load_recipe(recipe)
     return from_dict(apply_overrides(raw, list(overrides)), recipe=name)

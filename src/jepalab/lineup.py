@@ -224,8 +224,8 @@ def bench_config(raw: dict, recipe: str, opts: BenchOptions, steps: int,
     train.update(steps=steps, batch_size=opts.batch_size, seed=opts.seed,
                  precision=opts.train_precision(),
                  run_dir=str(run_dir), checkpoint_every=max(1, min(every, steps // 5)))
-    try:
-        return config.from_dict(raw, recipe=recipe)
+    try:  # absolute paths, as the run's config.json will hold them
+        return config.absolute_paths(config.from_dict(raw, recipe=recipe))
     except ConfigError as e:
         raise ConfigError(f"recipe {recipe}: {e}") from None
 

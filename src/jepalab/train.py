@@ -23,7 +23,7 @@ import torch
 
 from jepalab import checkpoint, distributed, schedules
 from jepalab.build import Method, build_method, embeds, load_data, monitored
-from jepalab.config import Config, ConfigError
+from jepalab.config import Config, ConfigError, absolute_paths
 from jepalab.eval.collapse import CollapseWarning, health
 from jepalab.eval.probes import extract_features
 from jepalab.report import read_metrics
@@ -218,30 +218,30 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
     `stop_at` ends the run after that step (with a checkpoint), as a stop would; a later
     call with resume=True continues it exactly.
     """
+    cfg = absolute_paths(cfg)  # config.json names its files so they are found from anywhere
     device = distributed.pick_device(cfg.train.device)
     world = distributed.init(device)
     run_dir = Path(distributed.broadcast_object(str(run_dir), world))  # rank 0's choice
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.batch_size % world.size:
-        raise ValueError(f"train.batch_size {cfg.train.batch_size} must divide evenly across "
-                         f"{world.size} processes")
-    if world.is_main:
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size} must divide evenly across "
+                          f"{world.size} processes")
+    if cfg.train.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"train.precision=fp16 runs on CUDA GPUs only (with a gradient "
+                          f"scaler); on {device.type} use bf16 or fp32")
+    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+    data = load_data(cfg)  # before the run folder exists: bad data leaves nothing behind
+    method = build_method(cfg, data.declares).to(device)
+    if world.is_main:  # what the run is and what it trained on (planning reads data.json)
         run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.remove_partial(run_dir)
         checkpoint.atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
-    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
-    data = load_data(cfg)
-    if world.is_main:  # what the run trained on (planning reads it)
         checkpoint.atomic_write_text(run_dir / "data.json", json.dumps(data.describe(), indent=1))
-    method = build_method(cfg, data.declares).to(device)
     if world.size > 1 and device.type == "cuda":  # projectors' BatchNorm over the global batch
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     optimizer = torch.optim.AdamW(parameter_groups(method), lr=cfg.optim.lr,
                                   betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
-    if cfg.train.precision == "fp16" and device.type != "cuda":
-        raise ConfigError(f"train.precision=fp16 runs on CUDA GPUs only (with a gradient "
-                          f"scaler); on {device.type} use bf16 or fp32")
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
     start, elapsed_before, skipped = 0, 0.0, 0
     if resume:  # the newest checkpoint whose checksums hold (a damaged one is named)
@@ -330,6 +330,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                                                     or step == total):
                         values.update(monitor(method, monitor_images, device))
                         warning = watch.check(step, values)  # rank 0's; every rank stops
+                        if warning is not None:  # the run report marks it on the curves
+                            values["collapse_warning"] = str(warning)
                         if cfg.train.collapse_fatal:  # with it (one collective, if asked)
                             collapse = distributed.broadcast_object(
                                 warning and str(warning), world)

@@ -73,6 +73,24 @@ def test_errors_name_the_file_and_the_fix(tmp_path, small_file):
         load_trajectories(small_file, image_size=16, window=4, frameskip=5)
 
 
+def test_missing_or_mismatched_datasets_are_named(tmp_path, small_file):
+    import shutil
+
+    missing, short = tmp_path / "missing.h5", tmp_path / "short.h5"
+    shutil.copy(small_file, missing)
+    with h5py.File(missing, "a") as f:
+        del f["proprio"]
+    with pytest.raises(DataError, match="lacks the dataset.*proprio"):
+        read_trajectories(missing)
+    shutil.copy(small_file, short)
+    with h5py.File(short, "a") as f:
+        actions = f["actions"][:-2]
+        del f["actions"]
+        f["actions"] = actions
+    with pytest.raises(DataError, match="dataset 'actions' has .* rows, but 'pixels' has"):
+        read_trajectories(short)
+
+
 def test_killed_collection_leaves_no_file(tmp_path, monkeypatch):
     from jepalab.envs.two_room import TwoRoom
 

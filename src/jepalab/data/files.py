@@ -135,6 +135,13 @@ def load_imagefolder(path, *, image_size: int, seed: int = 0,
         splits.setdefault("val", _take(train, val))
         splits.setdefault("test", _take(train, test))
         train = _take(train, keep)
+    sizes = {"train": len(train), "val": len(splits["val"]), "test": len(splits["test"])}
+    if min(sizes.values()) == 0:
+        counts = ", ".join(f"{k} {v}" for k, v in sizes.items())
+        raise DataError(f"{str(folder)!r}: too few readable images for train, val and test "
+                        f"({counts}{f'; {skipped} unreadable skipped' if skipped else ''}); "
+                        "a flat folder gives 10% each to val and test, so it needs at "
+                        "least 10 images")
     return ImageData(f"imagefolder:{path}", train, splits["val"], splits["test"], classes,
                      skipped)
 

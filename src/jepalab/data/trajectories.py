@@ -101,6 +101,14 @@ def open_trajectories(path: str | Path):
         if missing:
             raise DataError(f"{path} lacks the dataset(s) {', '.join(missing)}")
         starts, frames = f["episode_starts"][:], len(f["pixels"])
+        for key in KEYS[1:]:  # one row per frame (the last action of an episode is padding)
+            if len(f[key]) != frames:
+                raise DataError(f"{path}: dataset {key!r} has {len(f[key])} rows, but "
+                                f"'pixels' has {frames}; the file is damaged or was not "
+                                "written by `jepalab collect`")
+        if f["pixels"].ndim != 4 or f["pixels"].shape[-1] != 3:
+            raise DataError(f"{path}: dataset 'pixels' must be (frames, S, S, 3), got "
+                            f"{f['pixels'].shape}")
         if starts[0] != 0 or starts[-1] != frames or np.any(np.diff(starts) < 2):
             raise DataError(f"{path}: episode_starts does not cut the {frames} frames into "
                             "episodes of at least 2 frames")

@@ -83,6 +83,7 @@ class ConcatPredictor(nn.Module):
 
 @dataclass
 class Config:
+    PATHS = ("encoder",)            # stored absolute in a run's config (config.absolute_paths)
     encoder: str = ""               # the frozen encoder: a jepalab run dir or encoder file
     history: int = 3                # frames of context the predictor sees (num_hist)
     action_embed_dim: int = 10      # what is concatenated to each token

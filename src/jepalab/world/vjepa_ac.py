@@ -84,6 +84,7 @@ def check_encoder(encoder: str) -> None:
 
 @dataclass
 class Config:
+    PATHS = ("encoder",)            # stored absolute in a run's config (config.absolute_paths)
     encoder: str = ""               # the frozen encoder: a jepalab run dir or encoder file
     history: int = 3                # frames of context the predictor sees
     rollout_steps: int = 2          # frames predicted autoregressively in the rollout loss

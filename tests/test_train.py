@@ -201,3 +201,30 @@ def test_a_run_names_its_data_by_absolute_path_and_resumes_from_anywhere(tmp_pat
     assert len(load_data(run_config(tmp_path / "moved")).train) == 16
     assert main(["train", f"resume={tmp_path / 'moved'}", "train.steps=3", "--quiet"]) == 0
     assert checkpoint.step_of(checkpoint.latest(tmp_path / "moved")) == 3
+
+
+def test_wandb_offline_gets_the_run(tmp_path, monkeypatch):
+    """`train.wandb=true` (the log extra; skipped where wandb is not installed), offline."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(tiny(steps=3, **{"train.wandb": "true"}), tmp_path, show_progress=False)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+def test_a_missing_logger_names_the_extra(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_wandb(name, *args, **kwargs):
+        if name == "wandb":
+            raise ImportError("No module named 'wandb'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_wandb)
+    from jepalab.errors import MissingExtra
+
+    with pytest.raises(MissingExtra, match=r"pip install -e '\.\[log\]'"):
+        train(tiny(steps=1, **{"train.wandb": "true"}), tmp_path, show_progress=False)

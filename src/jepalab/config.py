@@ -118,6 +118,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     run_dir: str = ""              # default: runs/<recipe>-<time>
     tensorboard: bool = False
+    wandb: bool = False            # also log to Weights & Biases (WANDB_MODE=offline: no network)
     threads: int = 0               # torch CPU threads; 0 leaves torch's default
     on_nonfinite: str = "stop"     # a NaN/inf loss or gradient: stop, or skip the step (counted)
 

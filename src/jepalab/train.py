@@ -27,6 +27,7 @@ from jepalab.config import Config, ConfigError, absolute_paths
 from jepalab.eval.collapse import CollapseWarning, health
 from jepalab.eval.probes import extract_features
 from jepalab.report import read_metrics
+from jepalab.runlog import MetricsLog
 
 MONITOR_IMAGES = 512
 
@@ -79,36 +80,6 @@ def autocast(device: torch.device, precision: str):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
-
-
-class MetricsLog:
-    """metrics.jsonl (and TensorBoard if asked), written by rank 0 only."""
-
-    def __init__(self, run_dir: Path, resume_step: int, tensorboard: bool, enabled: bool):
-        self.enabled, self.path, self.writer = enabled, run_dir / "metrics.jsonl", None
-        if not enabled:
-            return
-        if self.path.exists():  # drop lines past the checkpoint we resume from
-            kept = [row for row in read_metrics(run_dir) if row["step"] <= resume_step]
-            checkpoint.atomic_write_text(self.path, "".join(json.dumps(row) + "\n"
-                                                            for row in kept))
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-
-    def write(self, step: int, values: dict) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"step": step, **values}) + "\n")
-        if self.writer:
-            for key, value in values.items():
-                self.writer.add_scalar(key, value, step)
-
-    def close(self):
-        if self.writer:
-            self.writer.close()
 
 
 def progress_bar(enabled: bool, total: int, start: int):
@@ -257,7 +228,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
 
     total, per_rank = cfg.train.steps, cfg.train.batch_size // world.size
     end = min(total, stop_at) if stop_at is not None else total
-    log = MetricsLog(run_dir, start if resume else -1, cfg.train.tensorboard, world.is_main)
+    log = MetricsLog(run_dir, start if resume else -1, cfg, world.is_main)
     monitor_images = data.monitor_inputs(MONITOR_IMAGES)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     bar, task = progress_bar(show_progress and world.is_main, total, start)

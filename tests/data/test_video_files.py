@@ -61,6 +61,9 @@ def test_a_broken_video_is_named_or_skipped(folder, tmp_path):
         load_videofolder(tmp_path, image_size=16, frames=4)
     data = load_videofolder(tmp_path, image_size=16, frames=4, skip_bad=True)
     assert data.skipped == 1 and len(data.train) + len(data.val) + len(data.test) == 4
+    named = catalog.load(DataConfig(f"videofolder:{tmp_path}", image_size=16, frames=4,
+                                    frameskip=2, on_bad_file="skip"))
+    assert named.skipped == 1 and named.describe()["skipped_files"] == 1
     with pytest.raises(DataError, match="fewer than 20 frames 3 apart"):
         load_videofolder(folder, image_size=16, frames=20, stride=3)
 

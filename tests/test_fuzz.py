@@ -129,9 +129,12 @@ FLAGS = {
     "plan": ["--model", "--episodes", "--planner", "--cost", "--horizon", "--execute",
              "--seed", "--gif"],
     "probe": ["--seeds", "--ceiling", "--attentive"],
+    "export": ["--format", "--out"],
+    "report": ["--compare", "--out"],
 }
 POSITIONAL = {"bench": [], "collect": ["two-room", "pusht", "nowhere", ""],
-              "plan": ["two-room", "reacher", "mars"], "probe": ["runs/none", ".", "", "x"]}
+              "plan": ["two-room", "reacher", "mars"], "probe": ["runs/none", ".", "", "x"],
+              "export": ["runs/none", ".", ""], "report": ["runs/none", ".", ""]}
 
 
 @FUZZ

@@ -55,6 +55,8 @@ def collect(env_name: str, out: str | Path, *, episodes: int, steps: int | None 
 
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
     env_kwargs = dict(env_kwargs or {})
     env = make(env_name, **env_kwargs)
     steps = steps or env.max_episode_steps

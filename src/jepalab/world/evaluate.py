@@ -46,6 +46,9 @@ class PlanSettings:
                               f"{self.execute}")
         if self.episodes < 1:
             raise ConfigError(f"--episodes must be >= 1, got {self.episodes}")
+        if self.horizon < 1 or self.seed < 0:
+            raise ConfigError(f"--horizon must be >= 1 and --seed >= 0, got {self.horizon} "
+                              f"and {self.seed}")
 
 
 def episode_seed(seed: int, index: int) -> int:

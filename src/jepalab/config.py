@@ -20,7 +20,7 @@ import yaml
 from jepalab.errors import UserError
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "bf16-native")
 
 
 class ConfigError(UserError, ValueError):
@@ -109,7 +109,8 @@ class TrainConfig:
     batch_size: int = 128          # global: split evenly across processes
     seed: int = 0
     device: str = "auto"           # auto, cpu, cuda, cuda:N, mps
-    precision: str = "auto"        # auto: bf16 on GPUs that have it, else fp32
+    precision: str = "auto"        # auto: bf16 on GPUs that have it, else fp32; bf16-native:
+    #                                bf16 also on CPUs that compute it natively (AVX512-BF16)
     log_every: int = 25
     monitor_every: int = 250       # collapse diagnostics of the embedder (or eval encoder); 0: off
     collapse_rankme: float = 1.5   # warn when RankMe falls below this (0: off) ...

@@ -76,6 +76,8 @@ def native_bf16(device: torch.device) -> bool:
 def autocast(device: torch.device, precision: str):
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "bf16-native":
+        precision = "bf16" if native_bf16(device) else "fp32"
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from jepalab.config import ConfigError
+from jepalab.errors import DeviceError
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def pick_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("train.device=cuda but this torch has no CUDA; install a CUDA "
+            raise DeviceError("train.device=cuda but this torch has no CUDA; install a CUDA "
                               "build of torch (README: GPUs) or use train.device=cpu")
         if device.index is None:
             device = torch.device("cuda", local_rank)

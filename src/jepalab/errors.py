@@ -23,6 +23,10 @@ class MissingExtra(UserError, ModuleNotFoundError):
     """An optional dependency is not installed; the message names the pip extra."""
 
 
+class DeviceError(UserError, RuntimeError):
+    """The device asked for (train.device) is not there, or this torch build lacks it."""
+
+
 class UnknownName(UserError, KeyError):
     """A name (environment, policy, planner) that is not one of the valid ones."""
 

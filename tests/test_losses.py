@@ -1,6 +1,5 @@
 import math
 import os
-import socket
 
 import pytest
 import torch
@@ -231,10 +230,7 @@ def _sigreg_worker(rank, port, z, out_dir):
         dist.destroy_process_group()
 
 
-def test_sigreg_gives_the_same_value_and_gradient_in_one_and_two_processes(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_sigreg_gives_the_same_value_and_gradient_in_one_and_two_processes(tmp_path, port):
     z = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
     mp.start_processes(_sigreg_worker, args=(port, z, str(tmp_path)), nprocs=2,
                        start_method="spawn")

@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -133,12 +132,6 @@ def test_sigint_stops_with_a_checkpoint_and_resume_completes(tmp_path):
                 weights(checkpoint.latest(tmp_path / "run")))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank, port, run_dir, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2",
                       RANK=str(rank), LOCAL_RANK=str(rank))
@@ -148,8 +141,8 @@ def _ddp_worker(rank, port, run_dir, out_dir):
     torch.save(state, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
-def test_two_process_ddp_on_cpu_keeps_ranks_in_sync(tmp_path):
-    mp.start_processes(_ddp_worker, args=(_free_port(), str(tmp_path / "run"), str(tmp_path)),
+def test_two_process_ddp_on_cpu_keeps_ranks_in_sync(tmp_path, port):
+    mp.start_processes(_ddp_worker, args=(port, str(tmp_path / "run"), str(tmp_path)),
                        nprocs=2, start_method="spawn")
     rank0 = torch.load(tmp_path / "rank0.pt")
     rank1 = torch.load(tmp_path / "rank1.pt")

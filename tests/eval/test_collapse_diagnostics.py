@@ -1,7 +1,6 @@
 """The collapse diagnostics run on one process's embeddings with no collective."""
 import datetime
 import os
-import socket
 
 import torch
 import torch.multiprocessing as mp
@@ -27,10 +26,7 @@ def _one_rank_diagnoses(rank, port, out_dir):
         dist.destroy_process_group()
 
 
-def test_health_on_one_rank_issues_no_collective(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_health_on_one_rank_issues_no_collective(tmp_path, port):
     mp.start_processes(_one_rank_diagnoses, args=(port, str(tmp_path)), nprocs=2,
                        start_method="spawn")
     values = torch.load(tmp_path / "health.pt")

@@ -205,16 +205,11 @@ def _contrast_worker(rank, port, q, k, out_dir):
         dist.destroy_process_group()
 
 
-def test_mocov3_negatives_come_from_every_process(tmp_path):
-    import socket
-
+def test_mocov3_negatives_come_from_every_process(tmp_path, port):
     import torch.multiprocessing as mp
 
     from jepalab.methods.mocov3 import contrast
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     q, k = torch.randn(8, 4), torch.randn(8, 4)
     mp.start_processes(_contrast_worker, args=(port, q, k, str(tmp_path)), nprocs=2,
                        start_method="spawn")

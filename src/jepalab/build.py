@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from jepalab.config import Config, ConfigError
@@ -50,6 +51,16 @@ class Embeds(Protocol):
     target tokens): `embedder()` has `.features(x)`, and the collapse monitor reads it."""
 
     def embedder(self) -> torch.nn.Module: ...
+
+
+@runtime_checkable
+class Previews(Protocol):
+    """A method that can show what it trains on: `preview(batch)` draws a few examples of a
+    training batch as its loss sees them (V-JEPA: the clips' views with their tube masks)
+    into uint8 frames (T, H, W, 3); the trainer writes them as RUN_DIR/clips.gif at the
+    start of a fresh run."""
+
+    def preview(self, batch: dict[str, torch.Tensor]) -> np.ndarray: ...
 
 
 def embeds(method: Method) -> bool:

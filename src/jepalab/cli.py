@@ -65,10 +65,13 @@ def cmd_probe(args) -> int:
 
     result = probe_run(args.run_dir, ceiling_dir=args.ceiling, seeds=args.seeds,
                        train_ceiling_if_missing=not args.no_ceiling, show_progress=not args.quiet,
-                       attentive={"yes": True, "no": False}.get(args.attentive))
+                       attentive={"yes": True, "no": False}.get(args.attentive),
+                       per_frame_dir=args.per_frame)
     Console().print(probe_table(result))
+    confusion = Path(args.run_dir) / "confusion.png"
     print(f"probe results: {Path(args.run_dir) / 'probe.json'}; curves: "
-          f"{plot_curves(args.run_dir)}")
+          f"{plot_curves(args.run_dir)}" + (f"; confusion matrix: {confusion}"
+                                            if confusion.exists() else ""))
     return 0
 
 
@@ -131,6 +134,18 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def cmd_vqa(args) -> int:
+    from rich.console import Console
+
+    from jepalab.vqa import vqa_run, vqa_table
+
+    result = vqa_run(args.run_dir, seeds=args.seeds, frame_dir=args.per_frame,
+                     show_progress=not args.quiet)
+    Console().print(vqa_table(result))
+    print(f"vqa results: {Path(args.run_dir) / 'vqa.json'}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from jepalab.page import write_report
 
@@ -161,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--attentive", choices=("auto", "yes", "no"), default="auto",
                        help="the attentive probe on the tokens too (default auto: for video "
                        "runs)")
+    probe.add_argument("--per-frame", metavar="IMAGE_RUN", help="video runs: also probe an "
+                       "image encoder trained on single frames (e.g. `jepalab train "
+                       "ijepa-moving-shapes-frames`), read on every frame and averaged over "
+                       "time")
     bench = verbs.add_parser("bench", help="train the self-supervised methods with one "
                              "backbone, seed and budget (or several: a frontier); probe each "
                              "beside random init; write a table, a CSV and charts")
@@ -236,13 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", help="a run directory (its newest checkpoint)")
     export.add_argument("--format", default="safetensors", choices=("safetensors", "timm"))
     export.add_argument("--out", default="", help="default RUN_DIR/encoder-FORMAT.safetensors")
+    vqa = verbs.add_parser("vqa", help="video question answering on a video run's frozen "
+                           "tokens beside random init and a question-only model, overall "
+                           "and per question type")
+    vqa.add_argument("run_dir", help="a video run directory (e.g. from `jepalab train "
+                     "vjepa-moving-shapes`)")
+    vqa.add_argument("--seeds", type=int, default=2, help="random-init seeds (default 2)")
+    vqa.add_argument("--per-frame", metavar="IMAGE_RUN", help="also an image encoder trained "
+                     "on single frames, read on every frame and averaged over time")
     report = verbs.add_parser("report", help="one self-contained HTML page of a run: config, "
                               "curves, collapse diagnostics, probes or planning")
     report.add_argument("run_dir")
     report.add_argument("--compare", nargs="*", default=[], metavar="RUN_DIR",
                         help="other runs whose curves are drawn over this one's")
     report.add_argument("--out", default="", help="default RUN_DIR/report.html")
-    for sub in (quick, train, probe, bench, collect, plan):
+    for sub in (quick, train, probe, bench, collect, plan, vqa):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -258,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"train": cmd_train, "probe": cmd_probe, "quickstart": cmd_quickstart,
                 "bench": cmd_bench, "collect": cmd_collect, "plan": cmd_plan,
-                "export": cmd_export, "report": cmd_report}
+                "export": cmd_export, "report": cmd_report, "vqa": cmd_vqa}
     try:
         return handlers[args.verb](args)
     except UserError as e:  # bad input: the message names it and what would be valid

@@ -74,7 +74,8 @@ class DataConfig:
                               f"{self.window}")
         _positive("data.frameskip", self.frameskip)
         _choose("data.on_bad_file", self.on_bad_file, ("stop", "skip"))
-        generated = ("shapes", "moving_shapes", "moving_shapes_hard")
+        generated = ("shapes", "moving_shapes", "moving_shapes_hard", "moving_shapes_frames",
+                     "moving_shapes_hard_frames")
         if self.num_train < 0 or (self.num_train and kind not in generated):
             raise ConfigError(f"data.num_train: only the generated data sets "
                               f"({', '.join(generated)}) take a training split size (>= 1), "

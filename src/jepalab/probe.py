@@ -7,14 +7,16 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from jepalab import checkpoint, load
+from jepalab import checkpoint, figures, load
 from jepalab.build import backbone_spec, load_data
 from jepalab.config import Config, ConfigError, from_dict
 from jepalab.eval.baselines import PROBE_TRAIN, probe_encoder, probe_pixels, probe_random_init
+from jepalab.eval.per_frame import PerFrame
 from jepalab.methods import method_module
 from jepalab.train import ensure_trained
 
 PROBED = ("images", "videos")  # data kinds whose encoders the probes read
+CONFUSION_FILE = "confusion.png"  # the run's attentive probe on the test split, per class
 
 
 def run_config(run_dir: Path) -> Config:
@@ -37,12 +39,28 @@ def train_ceiling(cfg: Config, run_dir: Path, show_progress: bool = True) -> Pat
     return ensure_trained(ceiling_config(cfg), Path(run_dir) / "ceiling", show_progress)
 
 
+def per_frame_encoder(frame_dir: str | Path, cfg: Config) -> tuple[str, object]:
+    """The per-frame baseline of a video run: the image encoder of `frame_dir` (trained on
+    single frames, e.g. `ijepa-moving-shapes-frames`) and its row name."""
+    if not backbone_spec(cfg).video:
+        raise ConfigError(f"--per-frame is the baseline of a video run; this run trained on "
+                          f"{cfg.data.name!r} ({cfg.data.kind})")
+    frame_cfg = run_config(frame_dir)
+    if frame_cfg.data.kind != "images" or frame_cfg.data.image_size != cfg.data.image_size:
+        raise ConfigError(f"--per-frame {frame_dir}: needs an image run at the video's "
+                          f"{cfg.data.image_size} px (e.g. `jepalab train "
+                          f"ijepa-moving-shapes-frames`), got a {frame_cfg.data.kind} run at "
+                          f"{frame_cfg.data.image_size} px on {frame_cfg.data.name!r}")
+    return f"{frame_cfg.method_name} per frame", load(frame_dir)
+
+
 def probe_run(run_dir: str | Path, *, ceiling_dir: str | Path | None = None, seeds: int = 3,
               train_ceiling_if_missing: bool = True, show_progress: bool = True,
-              attentive: bool | None = None) -> dict:
+              attentive: bool | None = None, per_frame_dir: str | Path | None = None) -> dict:
     """Probe a run and its baselines; write probe.json into the run; return its content.
     `attentive` adds the attentive probe on every encoder's tokens (default: for video
-    runs, where the tokens hold the motion that pooling averages away)."""
+    runs, where the tokens hold the motion that pooling averages away); `per_frame_dir`
+    (video runs) adds an image encoder trained on single frames, read frame by frame."""
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     if cfg.data.kind not in PROBED:
@@ -50,17 +68,28 @@ def probe_run(run_dir: str | Path, *, ceiling_dir: str | Path | None = None, see
                           f"{cfg.data.name!r}); probe needs an image or video encoder's run "
                           "(e.g. `jepalab train lejepa-shapes`); a world model is measured "
                           "with `jepalab plan ENV RUN_DIR`")
+    per_frame = per_frame_encoder(per_frame_dir, cfg) if per_frame_dir is not None else None
     data = load_data(cfg)
     spec = backbone_spec(cfg)
     attentive = spec.video if attentive is None else attentive
     rows = [probe_encoder(cfg.method_name, load(run_dir), data, attentive=attentive),
             probe_random_init(spec, data, seeds, attentive=attentive),
             probe_pixels(data)]
+    if per_frame is not None:  # an image encoder read on every frame, and averaged over time
+        name, encoder = per_frame
+        rows += [probe_encoder(f"{name} (every frame's tokens)", PerFrame(encoder, False), data,
+                               attentive=attentive),
+                 probe_encoder(f"{name} (averaged over time)", PerFrame(encoder, True), data,
+                               attentive=attentive)]
     if ceiling_dir is None and train_ceiling_if_missing:
         ceiling_dir = train_ceiling(cfg, run_dir, show_progress)
     if ceiling_dir is not None:
         rows.append(probe_encoder("supervised (ceiling)", load(ceiling_dir), data,
                                   attentive=attentive))
+    if rows[0].attentive_predictions is not None:  # where the run's attentive probe errs
+        figures.confusion_png(data.test.labels, rows[0].attentive_predictions, data.classes,
+                              run_dir / CONFUSION_FILE, f"{cfg.method_name} on {cfg.data.name}: "
+                              f"attentive probe, test split")
     result = {"run": str(run_dir), "data": cfg.data.name, "arch": cfg.model.arch,
               "steps": cfg.train.steps, "probe_train_images": min(PROBE_TRAIN, len(data.train)),
               "rows": [asdict(r) for r in rows]}

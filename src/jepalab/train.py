@@ -7,7 +7,8 @@ clip, optimiser step; the method's `on_step_end` (EMA teachers). Every `log_ever
 steps a JSON line goes to metrics.jsonl; every `monitor_every` steps the evaluation
 embeddings' RankMe, feature std and spread on a fixed validation batch (a collapse warns,
 or with train.collapse_fatal stops the run); every `checkpoint_every` steps (and at the
-end, and on Ctrl-C) an atomic checkpoint.
+end, and on Ctrl-C) an atomic checkpoint. A fresh run of a method that draws what it
+trains on (build.Previews) first writes that picture of its first batch as clips.gif.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from jepalab import checkpoint, distributed, schedules
-from jepalab.build import Method, build_method, embeds, load_data, monitored
+from jepalab import checkpoint, distributed, figures, schedules
+from jepalab.build import Method, Previews, build_method, embeds, load_data, monitored
 from jepalab.config import Config, ConfigError, absolute_paths
 from jepalab.eval.collapse import CollapseWarning, health
 from jepalab.eval.probes import extract_features
@@ -30,6 +31,7 @@ from jepalab.report import read_metrics
 from jepalab.runlog import MetricsLog
 
 MONITOR_IMAGES = 512
+PREVIEW_FILE = "clips.gif"  # a method's picture of its first batch (build.Previews)
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -248,6 +250,17 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         thresholds["spread"] = cfg.train.collapse_spread  # pooled ViT tokens sit low anyway
     watch = CollapseWatch(thresholds, initial, world.is_main)
 
+    def fetch(step: int) -> dict[str, torch.Tensor]:  # this rank's share of the step's batch
+        index = batch_indices(step, len(data.train), cfg.train.batch_size, cfg.train.seed)
+        index = index[world.rank * per_rank:(world.rank + 1) * per_rank]
+        return {key: value.to(device, non_blocking=True)
+                for key, value in data.train.batch(index).items()}
+
+    if isinstance(method, Previews) and world.is_main and not resume:
+        # step 0's batch, seeded as step 0 draws it; the loop reseeds every step after this
+        torch.manual_seed(step_seed(cfg.train.seed, 0, world.rank))
+        figures.write_gif(method.preview(fetch(0)), run_dir / PREVIEW_FILE)
+
     def elapsed() -> float:  # training wall time, summed over resumed sessions
         return elapsed_before + time.perf_counter() - began
 
@@ -265,10 +278,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
             while step < end and not stop.requested:
                 lr, weight_decay = schedules.apply(optimizer, step, total, cfg.optim)
                 torch.manual_seed(step_seed(cfg.train.seed, step, world.rank))
-                index = batch_indices(step, len(data.train), cfg.train.batch_size, cfg.train.seed)
-                index = index[world.rank * per_rank:(world.rank + 1) * per_rank]
-                batch = {key: value.to(device, non_blocking=True)
-                         for key, value in data.train.batch(index).items()}
+                batch = fetch(step)
                 method.train()
                 with autocast(device, cfg.train.precision):
                     out = model(batch)

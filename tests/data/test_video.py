@@ -84,6 +84,17 @@ def test_the_catalogue_loads_and_caches_clips():
     assert torch.equal(again.test.labels, data.test.labels)
 
 
+def test_the_frames_set_is_every_frame_of_the_same_clips_as_images():
+    cfg = DataConfig("moving_shapes_frames", image_size=16, frames=4, num_train=64)
+    frames, clips = catalog.load(cfg), catalog.load(DataConfig("moving_shapes", image_size=16,
+                                                               frames=4, num_train=64))
+    assert catalog.kind_of("moving_shapes_frames") == "images"
+    assert frames.train.images.shape == (64 * 4, 3, 16, 16)
+    assert torch.equal(frames.train.images[4 * 3 + 2], clips.train.clips[3, 2])
+    assert frames.train.labels[4 * 3:4 * 4].tolist() == [int(clips.train.labels[3])] * 4
+    assert frames.name == "moving_shapes_frames" and frames.declares == 10
+
+
 def test_hard_clips_hold_distractors():
     rng = np.random.default_rng(0)
     labels = np.zeros(200, dtype=int)

@@ -1,9 +1,12 @@
+import json
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 
 from jepalab.eval.attentive import ATTENTIVE_LRS, ATTENTIVE_WEIGHT_DECAYS, attentive_probe
+from jepalab.eval.baselines import ProbeRow
 from jepalab.eval.collapse import feature_std, rankme
 from jepalab.eval.probes import knn, linear_probe
 
@@ -83,3 +86,14 @@ def test_attentive_probe_finds_the_token_that_mean_pooling_loses():
     assert pooled.test_acc < 0.75, pooled
     assert (attentive.lr, attentive.weight_decay) in {(a, b) for a in ATTENTIVE_LRS
                                                       for b in ATTENTIVE_WEIGHT_DECAYS}
+    predictions = attentive.test_predictions  # the chosen setting's, for a confusion matrix
+    assert predictions.shape == test_y.shape
+    assert (predictions == test_y).double().mean().item() == pytest.approx(attentive.test_acc)
+
+
+def test_a_probe_rows_attentive_predictions_stay_out_of_its_record():
+    row = ProbeRow("vjepa", 0.5, 0.5, 3.0, attentive=0.5)
+    assert row.attentive_predictions is None
+    row.attentive_predictions = torch.tensor([0, 2, 1])
+    assert "attentive_predictions" not in asdict(row)
+    json.dumps(asdict(row))  # what probe.json holds

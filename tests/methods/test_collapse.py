@@ -56,6 +56,18 @@ def test_real_recipe_stays_silent(tmp_path, recipe, steps, ablation):
     assert min(r["spread"] for r in rows[1:]) > 2 * cfg.train.collapse_spread
 
 
+def test_fatal_warning_stops_the_run_with_a_checkpoint(tmp_path):
+    """With train.collapse_fatal the ablated BYOL stops at its warning, saved there."""
+    from jepalab import checkpoint
+    from jepalab.train import Collapsed
+
+    recipe, steps, ablation = CASES[0]
+    with pytest.raises(Collapsed) as stop:
+        run(tmp_path, recipe, steps, ablation + ["train.collapse_fatal=true"])
+    step = checkpoint.step_of(checkpoint.latest(tmp_path / "run"))
+    assert 0 < step < steps and f"step {step}" in str(stop.value)
+
+
 # The quickstart's I-JEPA before issue 9: 32 px, lr 1e-3 after 25 warm-up steps, EMA from
 # 0.99. Its loss falls to 0.01 by step 100 while its target tokens grow alike.
 OLD_QUICKSTART = ["data.image_size=32", "optim.lr=1e-3", "optim.warmup_steps=25",
@@ -63,6 +75,7 @@ OLD_QUICKSTART = ["data.image_size=32", "optim.lr=1e-3", "optim.warmup_steps=25"
                   "train.log_every=25", "train.monitor_every=25", "train.threads=2"]
 
 
+@pytest.mark.slow  # about 2 minutes on 2 cores; the fatal stop itself is tested above
 def test_fatal_warning_stops_the_old_quickstart_ijepa_collapse(tmp_path):
     """I-JEPA has no projector: the monitor reads what its loss regresses (the target
     encoder's LayerNorm'd tokens), whose spread falls under 0.2 within about 125 steps; with

@@ -1,9 +1,14 @@
-"""V-JEPA: a step on clips, what its gradients reach, the EMA teacher, the config's refusals."""
+"""V-JEPA: a step on clips, what its gradients reach, the EMA teacher, the config's refusals,
+the GIF of its first batch's clips and masks."""
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from jepalab.build import build_method
+from jepalab import checkpoint, figures
+from jepalab.build import Previews, build_method
 from jepalab.config import ConfigError, load_config
+from jepalab.data.views import to_uint8
 from jepalab.probe import probe_run
 from jepalab.train import train
 
@@ -79,3 +84,47 @@ def test_vjepa_sigreg_step_mixes_prediction_and_sigreg(overrides):
     assert vjepa.encoder.patch_embed.proj.weight.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="sigreg_on must be one of"):
         load_config("vjepa-sigreg-moving-shapes", ["method.sigreg_on=frames"])
+
+
+@pytest.mark.parametrize("recipe", ["vjepa-moving-shapes", "vjepa-sigreg-moving-shapes"])
+def test_the_preview_draws_the_target_tubes_where_the_masks_put_them(recipe):
+    torch.manual_seed(0)
+    model = build_method(load_config(recipe, TINY), 10)
+    assert isinstance(model, Previews)
+    clips = torch.randint(0, 256, (6, 4, 3, 16, 16), dtype=torch.uint8)
+    torch.manual_seed(1)
+    frames = model.preview({"clips": clips})
+    torch.manual_seed(1)  # the same draws: the view, then the (short, long) masks
+    view = to_uint8(model.view(clips[:4])).permute(0, 1, 3, 4, 2).numpy()
+    (context, target), _ = model.cfg.draw_masks(4, model.grid, "cpu")
+    cell, gap = 16 * figures.upscale_factor(16), figures.GAP  # 16 px clips -> 128 px cells
+    assert frames.shape[:2] == (4, 2 * cell + gap) and frames.dtype == np.uint8
+    left = frames.shape[2] - (4 * (cell + gap) - gap)  # the row names' strip
+    scale = cell // 16
+
+    def centre(index):  # (frame, y, x) in the view of a token of clip 0: a tubelet is 2
+        t, rest = divmod(int(index), 16)  # frames x 4 x 4 pixels, grid (2, 4, 4)
+        row, column = divmod(rest, 4)
+        return 2 * t, row * 4 + 2, column * 4 + 2
+
+    for index in target[0]:  # veiled (tests/test_figures.py has the colours)
+        frame, y, x = centre(index)
+        assert not np.array_equal(frames[frame, y * scale, left + x * scale],
+                                  view[0, frame, y, x])
+    for index in context[0]:  # as the view shows it
+        frame, y, x = centre(index)
+        assert np.array_equal(frames[frame, y * scale, left + x * scale], view[0, frame, y, x])
+
+
+def test_a_fresh_run_writes_its_clips_gif_and_a_resumed_one_leaves_it(tmp_path):
+    cfg = load_config("vjepa-moving-shapes", TINY + [
+        "train.steps=2", "train.batch_size=8", "data.num_train=32", "train.monitor_every=0",
+        f"train.run_dir={tmp_path}"])
+    train(cfg, tmp_path, show_progress=False, stop_at=1)
+    with Image.open(tmp_path / "clips.gif") as gif:
+        assert gif.n_frames == 4  # data.frames
+        assert gif.size[1] == 2 * 128 + figures.GAP  # a row per mask, 16 px upscaled 8x
+    (tmp_path / "clips.gif").unlink()
+    train(cfg, tmp_path, show_progress=False, resume=True)
+    assert checkpoint.step_of(checkpoint.latest(tmp_path)) == 2
+    assert not (tmp_path / "clips.gif").exists()

@@ -9,6 +9,8 @@ A data set's name is `NAME` (built in) or `NAME:PATH` (read from disk):
   cifar:PATH           CIFAR-10 or CIFAR-100 python-pickle batches in PATH
   moving_shapes        procedural clips whose 10 action classes differ only by motion
                        (see `moving_shapes.py`); moving_shapes_hard with distractors
+  moving_shapes_frames every frame of moving_shapes' clips as an image (the per-frame
+                       baseline's training data); moving_shapes_hard_frames likewise
   videofolder:PATH     PATH/<class>/<video>, decoded with PyAV (see `video_files.py`)
   npyvideo:FILE        a uint8 array of clips (N, T, H, W[, C]), labels beside it
   trajectories:FILE    HDF5 episodes from `jepalab collect` (windows for world models)
@@ -55,12 +57,13 @@ def _stereograms(path, cfg):
     return load_stereograms(image_size=cfg.image_size, seed=cfg.seed)
 
 
-def _moving_shapes(difficulty):
+def _moving_shapes(difficulty, as_frames=False):
     def load(path, cfg):
-        from jepalab.data.moving_shapes import load_moving_shapes
+        from jepalab.data.moving_shapes import frames_of, load_moving_shapes
 
-        return load_moving_shapes(image_size=cfg.image_size, frames=cfg.frames, seed=cfg.seed,
+        data = load_moving_shapes(image_size=cfg.image_size, frames=cfg.frames, seed=cfg.seed,
                                   difficulty=difficulty, num_train=cfg.num_train or None)
+        return frames_of(data) if as_frames else data
     return load
 
 
@@ -106,6 +109,8 @@ SOURCES = {
     "cifar": Source("images", True, _cifar),
     "moving_shapes": Source("videos", False, _moving_shapes("easy"), "moving_shapes"),
     "moving_shapes_hard": Source("videos", False, _moving_shapes("hard")),
+    "moving_shapes_frames": Source("images", False, _moving_shapes("easy", as_frames=True)),
+    "moving_shapes_hard_frames": Source("images", False, _moving_shapes("hard", as_frames=True)),
     "videofolder": Source("videos", True, _videofolder),
     "npyvideo": Source("videos", True, _npyvideo),
     "trajectories": Source("trajectories", True, _trajectories,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from jepalab.data.images import DataError
+from jepalab.data.images import DataError, ImageData, Split
 from jepalab.data.shapes import _inside, _segments_mask, cached
 from jepalab.data.video import VideoData, VideoSplit
 
@@ -155,3 +155,14 @@ def load_moving_shapes(image_size: int = 32, frames: int = 8, seed: int = 0,
                          torch.from_numpy(arrays[f"{k}_labels"])) for k in names]
     name = "moving_shapes" + ("_hard" if difficulty == "hard" else "")
     return VideoData(name, *splits, classes=list(CLASSES))
+
+
+def frames_of(data: VideoData) -> ImageData:
+    """Every frame of every clip as an image with its clip's label: what an image method
+    (the per-frame I-JEPA baseline) trains on. One frame carries no label information, so
+    probes on these images sit at chance; `eval/per_frame.py` reads such an encoder on clips."""
+    def split(s: VideoSplit) -> Split:
+        return Split(s.clips.flatten(0, 1), s.labels.repeat_interleave(s.clips.shape[1]))
+
+    return ImageData(f"{data.name}_frames", split(data.train), split(data.val),
+                     split(data.test), list(data.classes))

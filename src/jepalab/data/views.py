@@ -26,6 +26,14 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return normalise(images.float().div_(255.0))
 
 
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Normalised float images (..., 3, H, W) -> uint8, the inverse of to_float (to look at
+    a view)."""
+    mean = torch.tensor(MEAN, device=x.device).view(3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(3, 1, 1)
+    return (x.float() * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
 @dataclass(frozen=True)
 class ViewSpec:
     """One augmentation pipeline, in the order the SimCLR / BYOL / DINO papers apply it:

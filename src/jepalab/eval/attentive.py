@@ -10,7 +10,7 @@ best on validation is reported on test (as V-JEPA 2 does).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -57,6 +57,7 @@ class AttentiveProbeResult:
     val_acc: float
     lr: float
     weight_decay: float
+    test_predictions: torch.Tensor = field(repr=False)  # (N_test,) classes, for a confusion
 
 
 @torch.no_grad()
@@ -68,12 +69,16 @@ def extract_tokens(encoder: nn.Module, inputs: torch.Tensor, batch_size: int = 2
                       .float().cpu() for i in range(0, len(inputs), batch_size)])
 
 
-def _accuracy(probe: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, batch: int) -> float:
+def _predict(probe: nn.Module, tokens: torch.Tensor, batch: int) -> torch.Tensor:
+    """The probe's class for each of tokens (N, T, D), in batches: (N,) long."""
     probe.eval()
     with torch.no_grad():
-        hits = sum(int((probe(tokens[i:i + batch]).argmax(-1) == labels[i:i + batch]).sum())
-                   for i in range(0, len(tokens), batch))
-    return hits / len(tokens)
+        return torch.cat([probe(tokens[i:i + batch]).argmax(-1)
+                          for i in range(0, len(tokens), batch)])
+
+
+def _accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
+    return int((predictions == labels).sum()) / len(labels)
 
 
 def attentive_probe(train_x, train_y, val_x, val_y, test_x, test_y, *, num_classes: int,
@@ -81,7 +86,7 @@ def attentive_probe(train_x, train_y, val_x, val_y, test_x, test_y, *, num_class
                     weight_decays=ATTENTIVE_WEIGHT_DECAYS, seed: int = 0
                     ) -> AttentiveProbeResult:
     """Train one attentive pooler per (lr, wd) on frozen tokens (N, T, D) with AdamW and a
-    cosine schedule; the best on val gives the test accuracy."""
+    cosine schedule; the best on val gives the test accuracy and test predictions."""
     best = None
     steps = epochs * -(-len(train_x) // batch_size)
     for lr, weight_decay in itertools.product(lrs, weight_decays):
@@ -98,8 +103,10 @@ def attentive_probe(train_x, train_y, val_x, val_y, test_x, test_y, *, num_class
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-        result = AttentiveProbeResult(_accuracy(probe, test_x, test_y, 500),
-                                      _accuracy(probe, val_x, val_y, 500), lr, weight_decay)
+        test_predictions = _predict(probe, test_x, 500)
+        result = AttentiveProbeResult(_accuracy(test_predictions, test_y),
+                                      _accuracy(_predict(probe, val_x, 500), val_y), lr,
+                                      weight_decay, test_predictions)
         if best is None or result.val_acc > best.val_acc:
             best = result
     return best

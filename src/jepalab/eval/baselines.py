@@ -31,6 +31,11 @@ class ProbeRow:
     attentive: float | None = None  # the attentive probe on the tokens, where it was run
     attentive_std: float = 0.0
 
+    def __post_init__(self):
+        # Not a field, so asdict (probe.json) leaves it out: the attentive probe's test
+        # predictions (N_test,), set by probe_encoder where it ran (never on an average).
+        self.attentive_predictions: torch.Tensor | None = None
+
 
 def probe_features(name: str, train_x, val_x, test_x, data: ImageData, n: int) -> ProbeRow:
     train_y = data.train.labels[:n]
@@ -45,15 +50,16 @@ def probe_encoder(name: str, encoder: torch.nn.Module, data: ImageData,
                   device: str | torch.device = "cpu", n: int = PROBE_TRAIN,
                   attentive: bool = False) -> ProbeRow:
     """Linear and kNN on the pooled features (and with `attentive`, the attentive probe on
-    the patch tokens) of the first n training images (or clips), val and test."""
+    the patch tokens, its test predictions in `row.attentive_predictions`) of the first n
+    training images (or clips), val and test."""
     splits = (data.train.images[:n], data.val.images, data.test.images)
     row = probe_features(name, *(extract_features(encoder, x, device=device) for x in splits),
                          data, n)
     if attentive:
         tokens = [extract_tokens(encoder, x, device=device) for x in splits]
-        row.attentive = attentive_probe(tokens[0], data.train.labels[:n], tokens[1],
-                                        data.val.labels, tokens[2], data.test.labels,
-                                        num_classes=len(data.classes)).test_acc
+        result = attentive_probe(tokens[0], data.train.labels[:n], tokens[1], data.val.labels,
+                                 tokens[2], data.test.labels, num_classes=len(data.classes))
+        row.attentive, row.attentive_predictions = result.test_acc, result.test_predictions
     return row
 
 

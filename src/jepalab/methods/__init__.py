@@ -8,6 +8,10 @@ and `Method` (an nn.Module; the contract is written as Protocols in jepalab/buil
   embedder() -> nn.Module             optional: what the loss's embeddings come from (e.g.
                                       backbone + projector), with .features(x); the collapse
                                       monitor reads it; without it, the eval encoder
+  preview(batch) -> frames            optional: uint8 (T, H, W, 3), a few training examples
+                                      as the loss sees them (V-JEPA: clip views with their
+                                      tube masks); the trainer writes them once, at the
+                                      start of a fresh run, as RUN_DIR/clips.gif
 A world model (jepalab.world) is a method too: its module sets DATA_KIND = "trajectories",
 its batches are {"frames", "actions", "proprio"} windows and its third argument is the
 block action's size instead of the number of classes.

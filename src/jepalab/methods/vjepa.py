@@ -16,12 +16,13 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from jepalab import losses, masks
-from jepalab.data.views import crop_flip
+from jepalab import figures, losses, masks
+from jepalab.data.views import crop_flip, to_uint8
 from jepalab.methods import StepOutput
 from jepalab.methods.ijepa import TargetTokens
 from jepalab.nn.ema import ema_momentum, ema_update
@@ -29,6 +30,7 @@ from jepalab.nn.predictor import MaskedPredictor
 from jepalab.nn.vit import VisionTransformer, ViTSpec, gather_tokens
 
 DATA_KIND = "videos"
+PREVIEW_CLIPS = 4
 
 
 @dataclass
@@ -65,6 +67,18 @@ class TubeMaskConfig:
                                                   aspect=self.aspect)
             out.append((context.to(device), target.to(device)))
         return out
+
+
+def tube_preview(clips: torch.Tensor, view, cfg: TubeMaskConfig,
+                 grid: tuple[int, int, int]) -> np.ndarray:
+    """Frames (T, H, W, 3) of the first PREVIEW_CLIPS clips' views side by side, one row per
+    tube mask (short-, then long-range), drawn in a step's order: the view, then the masks."""
+    x = view(clips[:PREVIEW_CLIPS])
+    shown = to_uint8(x).permute(0, 1, 3, 4, 2).cpu().numpy()
+    scale = figures.upscale_factor(shown.shape[2])
+    rows = [figures.masked_clips(shown, context.cpu().numpy(), target.cpu().numpy(), grid, scale)
+            for context, target in cfg.draw_masks(len(x), grid, "cpu")]
+    return figures.grid_frames(rows, ["short", "long"])
 
 
 def check_video(spec: ViTSpec, method: str) -> None:
@@ -114,6 +128,9 @@ class Method(nn.Module):
             logs[f"{name}_loss"] = terms[-1].item()
             logs[f"{name}_context_tokens"] = float(context_idx.shape[1])
         return StepOutput(torch.stack(terms).mean(), logs)
+
+    def preview(self, batch: dict) -> np.ndarray:
+        return tube_preview(batch["clips"], self.view, self.cfg, self.grid)
 
     def on_step_end(self, progress: float) -> None:
         momentum = ema_momentum(progress, self.cfg.ema_start, self.cfg.ema_end)

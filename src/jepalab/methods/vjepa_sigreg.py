@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -22,7 +23,7 @@ from jepalab import losses
 from jepalab.data.views import crop_flip
 from jepalab.methods import StepOutput
 from jepalab.methods.ijepa import TargetTokens
-from jepalab.methods.vjepa import TubeMaskConfig, check_video
+from jepalab.methods.vjepa import TubeMaskConfig, check_video, tube_preview
 from jepalab.nn.predictor import MaskedPredictor
 from jepalab.nn.vit import VisionTransformer, ViTSpec, gather_tokens
 
@@ -75,6 +76,9 @@ class Method(nn.Module):
         regulariser = losses.sigreg(embeddings, num_slices=cfg.num_slices, knots=cfg.knots)
         loss = (1 - cfg.lam) * latent + cfg.lam * regulariser
         return StepOutput(loss, {"prediction": latent.item(), "sigreg": regulariser.item()})
+
+    def preview(self, batch: dict) -> np.ndarray:
+        return tube_preview(batch["clips"], self.view, self.cfg, self.grid)
 
     def on_step_end(self, progress: float) -> None:
         pass

@@ -1,0 +1,55 @@
+"""The per-frame baseline: an image encoder read frame by frame on clips, its tokens tagged
+with their frame, or averaged over time; wired into `jepalab probe --per-frame`."""
+import pytest
+import torch
+
+from jepalab.config import ConfigError, load_config
+from jepalab.eval.per_frame import PerFrame
+from jepalab.nn.vit import VisionTransformer, ViTSpec
+from jepalab.probe import probe_run
+from jepalab.train import train
+
+
+def encoder():
+    torch.manual_seed(0)
+    return VisionTransformer(ViTSpec("vit_nano", 16, 4)).eval()
+
+
+def test_every_frame_is_encoded_alone_and_tagged_with_its_index():
+    image, clips = encoder(), torch.rand(2, 3, 3, 16, 16)
+    tokens = PerFrame(image, average_time=False).patch_tokens(clips)
+    assert tokens.shape == (2, 3 * 16, 128 + 4)  # 3 frames of 16 tokens, one-hot padded to 4
+    frame1 = tokens[:, 16:32]
+    torch.testing.assert_close(frame1[..., :128], image.patch_tokens(clips[:, 1]))
+    assert frame1[..., 128:].tolist() == [[[0.0, 1.0, 0.0, 0.0]] * 16] * 2
+    pooled = PerFrame(image, average_time=False).features(clips)
+    torch.testing.assert_close(pooled[:, 128:256], image.features(clips[:, 1]))
+
+
+def test_time_averaging_forgets_the_order_of_the_frames():
+    averaged, clips = PerFrame(encoder(), average_time=True), torch.rand(2, 4, 3, 16, 16)
+    reversed_clips = clips.flip(1)
+    torch.testing.assert_close(averaged.features(clips), averaged.features(reversed_clips))
+    torch.testing.assert_close(averaged.patch_tokens(clips), averaged.patch_tokens(reversed_clips))
+    assert averaged.patch_tokens(clips).shape == (2, 16, 128)
+
+
+def test_probe_adds_the_per_frame_rows_and_the_confusion_matrix(tmp_path):
+    tiny = ["data.image_size=16", "model.patch_size=4", "train.steps=2", "train.batch_size=8",
+            "data.num_train=32", "train.monitor_every=0"]
+    frames, video = tmp_path / "frames", tmp_path / "video"
+    train(load_config("ijepa-moving-shapes-frames", tiny + ["data.frames=4",
+                                                            "method.predictor_depth=1"]),
+          frames, show_progress=False)
+    train(load_config("vjepa-moving-shapes", tiny + ["data.frames=4", "method.predictor_depth=1",
+                                                     "method.predictor_width=32"]),
+          video, show_progress=False)
+    result = probe_run(video, seeds=1, train_ceiling_if_missing=False, show_progress=False,
+                       per_frame_dir=frames)
+    rows = {row["name"]: row for row in result["rows"]}
+    for name in ("ijepa per frame (every frame's tokens)", "ijepa per frame (averaged over time)"):
+        assert 0 <= rows[name]["linear"] <= 1 and 0 <= rows[name]["attentive"] <= 1
+    assert (video / "confusion.png").stat().st_size > 0  # the run's attentive probe, per class
+    with pytest.raises(ConfigError, match="needs an image run"):
+        probe_run(video, seeds=1, train_ceiling_if_missing=False, show_progress=False,
+                  per_frame_dir=video)

@@ -63,3 +63,15 @@ def test_confusion_png_is_a_png(tmp_path):
                                  tmp_path / "confusion.png", "attentive probe")
     with Image.open(path) as image:
         assert image.format == "PNG" and min(image.size) > 100
+
+
+def test_the_planning_gif_is_upscaled_to_about_128_pixels_and_keeps_every_frame(tmp_path):
+    from jepalab.world.evaluate import write_gif as write_episodes
+
+    frames = [np.full((32, 64, 3), 40 * i, dtype=np.uint8) for i in range(5)]
+    path = tmp_path / "plan" / "episodes.gif"  # its folder is made
+    write_episodes(path, frames)
+    gif = Image.open(path)
+    assert gif.n_frames == 5 and gif.size == (256, 128) and gif.info["duration"] == 100
+    gif.seek(3)
+    assert np.asarray(gif.convert("RGB"))[0, 0].tolist() == [120, 120, 120]

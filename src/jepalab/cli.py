@@ -60,7 +60,7 @@ def default_run_dir(recipe: str) -> str:
 def cmd_probe(args) -> int:
     from rich.console import Console
 
-    from jepalab.probe import probe_run
+    from jepalab.probe import CONFUSION_FILE, probe_run
     from jepalab.report import plot_curves, probe_table
 
     result = probe_run(args.run_dir, ceiling_dir=args.ceiling, seeds=args.seeds,
@@ -68,7 +68,7 @@ def cmd_probe(args) -> int:
                        attentive={"yes": True, "no": False}.get(args.attentive),
                        per_frame_dir=args.per_frame)
     Console().print(probe_table(result))
-    confusion = Path(args.run_dir) / "confusion.png"
+    confusion = Path(args.run_dir) / CONFUSION_FILE
     print(f"probe results: {Path(args.run_dir) / 'probe.json'}; curves: "
           f"{plot_curves(args.run_dir)}" + (f"; confusion matrix: {confusion}"
                                             if confusion.exists() else ""))

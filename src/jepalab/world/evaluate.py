@@ -213,13 +213,13 @@ def evaluate(env, agent: Agent | None, settings: PlanSettings, frameskip: int, n
 
 
 def write_gif(path: Path, frames: list[np.ndarray], fps: int = 10) -> None:
-    from PIL import Image
+    """The episodes' frames (H, W, 3), upscaled (nearest) to about 128 px high, as a GIF."""
+    from jepalab import figures
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    scale = max(1, 128 // frames[0].shape[0])
-    images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale),
-                                       Image.NEAREST) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
+    scale = figures.upscale_factor(frames[0].shape[0])
+    figures.write_gif(np.stack(frames).repeat(scale, 1).repeat(scale, 2), path,
+                      frame_ms=1000 // fps)
 
 
 def save(path: Path, rows: list[dict]) -> None:

@@ -3,11 +3,17 @@
     python benchmarks/planning.py                       # default-sized models, untrained
     python benchmarks/planning.py --model runs/lewm-two-room --model runs/dino-wm-two-room
     python benchmarks/planning.py --model runs/lewm-two-room --costs sum,graph --planners cem
+    python benchmarks/planning.py --recipes vjepa-ac-two-room --planners cem --costs l1 \
+        --horizon 2 --planner-option samples=400 --planner-option elites=10 \
+        --planner-option iterations=10                  # V-JEPA 2-AC's own planner
 
 Plan time does not depend on the weights, only on the model's shape and the planner's
 budget, so without --model the script times freshly built models of each recipe's shape
 (V-JEPA 2-AC and DINO-WM get a random frozen encoder of their recipe's size).
 Each plan starts from a Two-Room observation with a full history, as in `jepalab plan`.
+A model with a cached rollout (LeWM, V-JEPA 2-AC: world.plan_rollout) is timed both ways,
+"cached" and "chained" (the predictor called once per block on every candidate's whole
+window), side by side in one run.
 The graph cost (`--costs graph`) needs a trained model and its data, so only with --model.
 Prints a table: model, planner, cost, median and p90 ms per plan, over --plans plans.
 """
@@ -31,6 +37,7 @@ from jepalab.nn.vit import VisionTransformer, ViTSpec
 from jepalab.world import load_world_model
 from jepalab.world.evaluate import Agent, PlanSettings
 from jepalab.world.graph import TemporalGraph
+from jepalab.world.planners import parse_options
 
 PLANNERS = ("cem", "mppi", "gradient")
 RECIPES = ("lewm-two-room", "vjepa-ac-two-room", "dino-wm-two-room")
@@ -50,9 +57,24 @@ def untrained(recipe: str, overrides: list[str], scratch: Path):
                    "frameskip": cfg.data.frameskip}
 
 
-def time_plans(model, data: dict, planner: str, cost: str, plans: int) -> list[float]:
+class Chained:
+    """The model without its cached rollout: planning chains `predict` (the old path)."""
+
+    def __init__(self, model):
+        self.model, self.history = model, model.history
+
+    def encode(self, pixels):
+        return self.model.encode(pixels)
+
+    def predict(self, latents, actions):
+        return self.model.predict(latents, actions)
+
+
+def time_plans(model, data: dict, planner: str, cost: str, plans: int, horizon: int = 5,
+               options: dict | None = None) -> list[float]:
     env = make(data["env"], **data["env_kwargs"])
-    settings = PlanSettings(planner=planner, cost=cost)
+    settings = PlanSettings(planner=planner, cost=cost, horizon=horizon,
+                            planner_options=options or {})
     graph = None
     if cost == "graph":
         if "path" not in data:
@@ -77,7 +99,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], help="world-model run dirs")
     parser.add_argument("--planners", default=",".join(PLANNERS))
-    parser.add_argument("--costs", default="sum", help="sum, last, graph (comma-separated)")
+    parser.add_argument("--costs", default="sum", help="sum, last, l1, graph (comma-separated)")
+    parser.add_argument("--horizon", type=int, default=5, help="blocks planned ahead")
+    parser.add_argument("--planner-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="e.g. samples=400 elites=10 iterations=10 (V-JEPA 2-AC's CEM)")
     parser.add_argument("--plans", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--recipes", default=",".join(RECIPES), help="untrained model shapes")
@@ -91,15 +116,24 @@ def main() -> None:
     if not models:
         models = [(f"{recipe} (untrained) " + " ".join(args.set),
                    *untrained(recipe, args.set, scratch)) for recipe in args.recipes.split(",")]
-    print(f"threads: {torch.get_num_threads()}; CEM 300 samples x 30 iterations, horizon 5")
-    print(f"| {'model':<44} | {'planner':<8} | {'cost':<5} | {'median ms':>9} | {'p90 ms':>7} |")
-    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 7}|{'-' * 11}|{'-' * 9}|")
+    chosen = " ".join(args.planner_option) or "defaults (CEM: 300 samples, top 30, 30 iterations)"
+    print(f"threads: {torch.get_num_threads()}; horizon {args.horizon}; planner {chosen}")
+    print(f"| {'model':<44} | {'planner':<8} | {'cost':<5} | {'rollout':<7} | {'median ms':>9} "
+          f"| {'p90 ms':>7} |")
+    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 7}|{'-' * 9}|{'-' * 11}|{'-' * 9}|")
     for name, model, data in models:
+        ways = [("cached", model), ("chained", Chained(model))]
+        if not hasattr(model, "cached_rollout"):
+            ways = [("chained", model)]
         for planner in args.planners.split(","):
             for cost in args.costs.split(","):
-                times = time_plans(model, data, planner, cost, args.plans)
-                print(f"| {name:<44} | {planner:<8} | {cost:<5} | {statistics.median(times):9.0f} "
-                      f"| {np.percentile(times, 90):7.0f} |", flush=True)
+                for way, timed in ways:
+                    options = parse_options(planner, args.planner_option)
+                    times = time_plans(timed, data, planner, cost, args.plans, args.horizon,
+                                       options)
+                    print(f"| {name:<44} | {planner:<8} | {cost:<5} | {way:<7} | "
+                          f"{statistics.median(times):9.0f} | {np.percentile(times, 90):7.0f} |",
+                          flush=True)
 
 
 if __name__ == "__main__":

@@ -120,11 +120,17 @@ def cmd_export(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from jepalab.world.evaluate import PlanSettings, run_plan
+    from jepalab.world.evaluate import protocol_settings, run_plan
+    from jepalab.world.planners import parse_options
 
-    settings = PlanSettings(planner=args.planner, horizon=args.horizon, execute=args.execute,
-                            cost=args.cost, episodes=args.episodes, seed=args.seed)
-    out = Path(args.out or Path(args.model) / f"plan-{args.env}-{args.planner}-{args.cost}")
+    settings = protocol_settings(args.protocol, planner=args.planner, horizon=args.horizon,
+                                 execute=args.execute, cost=args.cost, episodes=args.episodes,
+                                 seed=args.seed, action_block=args.action_block,
+                                 expert_data=args.expert_data, goal_offset=args.goal_offset,
+                                 budget=args.budget,
+                                 planner_options=parse_options(args.planner, args.planner_option))
+    out = Path(args.out or Path(args.model) / f"plan-{args.env}-{args.protocol}-{args.planner}-"
+               f"{settings.cost}-{settings.action_block}")
     run_plan(args.env, args.model, settings, out=out, random_baseline=not args.no_random,
              gif_episodes=args.gif, show_progress=not args.quiet)
     from jepalab.page import write_report
@@ -217,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "trained for the same budget (one more training run)")
     from jepalab.envs import ENVS
     from jepalab.envs.collect import POLICIES
-    from jepalab.world.evaluate import COSTS, PlanSettings
+    from jepalab.world.evaluate import ACTION_BLOCKS, COSTS, PlanSettings
     from jepalab.world.planners import PLANNERS
+    from jepalab.world.protocol import LEWM_GOAL_OFFSET, PROTOCOLS
 
     collect = verbs.add_parser("collect", help="run a policy in an environment and write its "
                                "episodes (frames, actions, proprio) to HDF5")
@@ -240,15 +247,33 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--model", required=True, help="a world-model run directory")
     plan.add_argument("--episodes", type=int, default=PlanSettings.episodes)
     plan.add_argument("--planner", choices=list(PLANNERS), default=PlanSettings.planner)
-    plan.add_argument("--cost", choices=COSTS, default=PlanSettings.cost,
-                      help="distance to the goal at the last block, or summed over the plan")
+    plan.add_argument("--protocol", choices=PROTOCOLS, default="jepalab",
+                      help="jepalab: random starts and goals, the env's test and budget "
+                      "(default); lewm: LeWorldModel's, start and goal 25 steps apart in "
+                      "held-out expert episodes (--expert-data), its success test, 50 steps")
+    plan.add_argument("--expert-data", default="", help="--protocol lewm: a `jepalab collect "
+                      "ENV --policy noisy-expert --seed S` file the model was not trained on")
+    plan.add_argument("--goal-offset", type=int, default=LEWM_GOAL_OFFSET,
+                      help="--protocol lewm: env steps from start to goal (default 25)")
+    plan.add_argument("--budget", type=int, default=0,
+                      help="env steps per episode (default: the protocol's)")
+    plan.add_argument("--cost", choices=COSTS, default=None,
+                      help="distance to the goal at the last block, summed over the plan, or "
+                      "along the training data's graph (default: sum; lewm: last)")
+    plan.add_argument("--action-block", choices=ACTION_BLOCKS, default=None,
+                      help="repeat: one action held over each block; distinct: frameskip "
+                      "actions per block, LeWM's (default: repeat; lewm: distinct)")
+    plan.add_argument("--planner-option", action="append", default=[], metavar="KEY=VALUE",
+                      help="a planner setting, e.g. samples=400 elites=10 iterations=10 "
+                      "(V-JEPA 2-AC's CEM; default LeWM's 300, 30, 30)")
     plan.add_argument("--horizon", type=int, default=PlanSettings.horizon, help="blocks ahead")
-    plan.add_argument("--execute", type=int, default=PlanSettings.execute,
-                      help="blocks executed before replanning")
+    plan.add_argument("--execute", type=int, default=None,
+                      help="blocks executed before replanning (default 1; lewm: all)")
     plan.add_argument("--seed", type=int, default=0, help="which fixed episodes (default 0)")
     plan.add_argument("--gif", type=int, default=3, help="episodes in the GIF (default 3)")
     plan.add_argument("--no-random", action="store_true", help="skip the random baseline")
-    plan.add_argument("--out", default="", help="default RUN_DIR/plan-ENV-PLANNER-COST")
+    plan.add_argument("--out", default="", help="default RUN_DIR/plan-ENV-PROTOCOL-PLANNER-"
+                      "COST-ACTIONBLOCK")
     export = verbs.add_parser("export", help="write a run's evaluation encoder alone to one "
                               "safetensors file (timm's names; --format timm adds how to "
                               "rebuild it in timm)")

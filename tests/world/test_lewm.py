@@ -110,3 +110,26 @@ def test_world_model_needs_trajectory_data():
         from_dict({"method": {"name": "lewm"}, "data": {"name": "shapes"}})
     with pytest.raises(ConfigError, match="trains on images"):
         from_dict({"method": {"name": "ijepa"}, "data": {"name": "trajectories:x.h5"}})
+
+
+def test_plan_under_the_anchors_protocol(trained, tmp_path, capsys):
+    """`jepalab plan --protocol lewm`: held-out expert starts and goals, LeWM's defaults
+    (distinct actions, last-block cost, the whole plan executed), a 50-step budget."""
+    held_out = collect("two-room", tmp_path / "expert.h5", episodes=2, steps=40,
+                       policy="noisy-expert", seed=9, env_kwargs={"size": 16},
+                       show_progress=False)
+    out = tmp_path / "plan"
+    assert main(["plan", "two-room", "--model", str(trained), "--protocol", "lewm",
+                 "--expert-data", str(held_out), "--episodes", "3", "--gif", "0", "--quiet",
+                 "--out", str(out)]) == 0
+    rows = json.loads((out / "plan.json").read_text())
+    settings = rows[0]["settings"]
+    assert (settings["protocol"], settings["action_block"], settings["cost"],
+            settings["execute"]) == ("lewm", "distinct", "last", 5)
+    assert rows[1]["name"] == "random actions" and rows[0]["all"]["episodes"] == 3
+    for episode in rows[0]["episodes_detail"]:
+        assert episode["success"] or episode["steps"] == 50   # the anchors' budget
+    trained_on = load_world_model(trained)[1]["path"]
+    assert main(["plan", "two-room", "--model", str(trained), "--protocol", "lewm",
+                 "--expert-data", trained_on, "--quiet"]) == 2
+    assert "the file the model was trained on" in capsys.readouterr().err

@@ -5,6 +5,9 @@ File layout (format "jepalab-trajectories/1"), episodes laid end to end:
   actions         float32 (F, A)       the action taken at that frame (zeros at an
                                        episode's last frame, which has none)
   proprio         float32 (F, P)       the agent's own state (positions, velocities)
+  state           float64 (F, S)       the simulator's whole state (env.state()), from which
+                                       an episode can be restarted (world/protocol.py);
+                                       optional: files from before it lack it
   episode_starts  int64 (E + 1,)       episode e is frames [starts[e], starts[e + 1])
   attrs           format, env, env_kwargs (JSON), policy, seed, episodes, steps, version
 
@@ -42,15 +45,21 @@ class EpisodeWriter:
         self.file.attrs.update({"format": FORMAT, **{k: _attr(v) for k, v in attrs.items()}})
         self.starts = [0]
 
-    def add(self, pixels: np.ndarray, actions: np.ndarray, proprio: np.ndarray) -> None:
-        """One episode: pixels (T+1, S, S, 3) uint8, actions (T, A), proprio (T+1, P)."""
-        if not (len(pixels) == len(proprio) == len(actions) + 1):
-            raise ValueError(f"an episode needs T+1 frames and proprio for T actions, got "
-                             f"{len(pixels)} frames, {len(actions)} actions, {len(proprio)} "
-                             "proprio rows")
+    def add(self, pixels: np.ndarray, actions: np.ndarray, proprio: np.ndarray,
+            state: np.ndarray | None = None) -> None:
+        """One episode: pixels (T+1, S, S, 3) uint8, actions (T, A), proprio (T+1, P) and,
+        if given, state (T+1, S)."""
+        rows = {len(proprio)} | ({len(state)} if state is not None else set())
+        if rows != {len(pixels)} or len(pixels) != len(actions) + 1:
+            raise ValueError(f"an episode needs T+1 frames, proprio and state rows for T "
+                             f"actions, got {len(pixels)} frames, {len(actions)} actions, "
+                             f"{len(proprio)} proprio rows"
+                             + (f", {len(state)} state rows" if state is not None else ""))
         actions = np.concatenate([actions, np.zeros_like(actions[:1])]).astype(np.float32)
         arrays = {"pixels": np.asarray(pixels, np.uint8), "actions": actions,
                   "proprio": np.asarray(proprio, np.float32)}
+        if state is not None:
+            arrays["state"] = np.asarray(state, np.float64)
         for key, value in arrays.items():
             if key not in self.file:
                 chunk = (min(64, len(value)),) + value.shape[1:]
@@ -101,7 +110,8 @@ def open_trajectories(path: str | Path):
         if missing:
             raise DataError(f"{path} lacks the dataset(s) {', '.join(missing)}")
         starts, frames = f["episode_starts"][:], len(f["pixels"])
-        for key in KEYS[1:]:  # one row per frame (the last action of an episode is padding)
+        # one row per frame (the last action of an episode is padding)
+        for key in (*KEYS[1:], *(["state"] if "state" in f else [])):
             if len(f[key]) != frames:
                 raise DataError(f"{path}: dataset {key!r} has {len(f[key])} rows, but "
                                 f"'pixels' has {frames}; the file is damaged or was not "

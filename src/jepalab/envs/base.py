@@ -2,7 +2,13 @@
 
 A subclass implements the task: `_reset_task(rng, options) -> category`, `_apply(action)`
 (advance the physics one step), `_render(goal: bool) -> uint8 (S, S, 3)`, `proprio()`,
-`success()` and `expert_action(rng)`.
+`success()` and `expert_action(rng)`; and, for episodes set from recorded states (the
+anchors' protocol, world/protocol.py), `state()` (the whole simulator state, float64),
+`restore(state)`, `_set_goal_state(state)` (make `state` the task's goal) and
+`state_matches(goal_state)` (the anchors' success test).
+
+`reset(options={"start_state": s, "goal_state": g})` starts from state s with the goal
+image a rendering of state g, and success is then `state_matches(g)` until the next reset.
 """
 from __future__ import annotations
 
@@ -29,15 +35,47 @@ class PixelEnv(gym.Env):
             "proprio": spaces.Box(-np.inf, np.inf, (proprio_dim,), np.float32)})
         self.action_space = spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
         self._goal_pixels = None
+        self._goal_state = None     # set by reset(options={"goal_state": ...})
         self._t = 0
 
     # --- the contract ---------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        category = self._reset_task(self.np_random, dict(options or {}))
+        options = dict(options or {})
+        if "start_state" in options or "goal_state" in options:
+            category = self._reset_to_states(options)
+        else:
+            self._goal_state = None
+            category = self._reset_task(self.np_random, options)
         self._goal_pixels = self._render(goal=True)
         self._t = 0
-        return self._observation(), {"success": self.success(), "category": category}
+        return self._observation(), {"success": self.succeeded(), "category": category}
+
+    def _reset_to_states(self, options: dict) -> str:
+        name = type(self).__name__
+        if set(options) != {"start_state", "goal_state"}:
+            raise ValueError(f"{name}.reset: start_state and goal_state go together and with no "
+                             f"other option, got {sorted(options)}")
+        start, goal = (self._check_state(options[k], k) for k in ("start_state", "goal_state"))
+        self._set_goal_state(goal)
+        self.restore(start)
+        self._goal_state = goal
+        return "expert"
+
+    def _check_state(self, value, name: str) -> np.ndarray:
+        state = np.asarray(value, dtype=np.float64).reshape(-1)
+        size = len(self.state())
+        if state.shape != (size,) or not np.isfinite(state).all():
+            raise ValueError(f"{type(self).__name__}.reset: {name} must be {size} finite numbers "
+                             f"(what state() returns), got shape {np.shape(value)}")
+        return state
+
+    def succeeded(self) -> bool:
+        """The episode's success test: the task's own, or the anchors' against the goal
+        state when the episode was set from recorded states."""
+        if self._goal_state is not None:
+            return bool(self.state_matches(self._goal_state))
+        return bool(self.success())
 
     def step(self, action):
         if self._goal_pixels is None:
@@ -48,7 +86,7 @@ class PixelEnv(gym.Env):
                              f"finite numbers in [-1, 1], got {action!r}")
         self._apply(np.clip(action, -1.0, 1.0))
         self._t += 1
-        done = bool(self.success())
+        done = self.succeeded()
         truncated = not done and self._t >= self.max_episode_steps
         return self._observation(), float(done), done, truncated, {"success": done}
 
@@ -80,4 +118,16 @@ class PixelEnv(gym.Env):
         raise NotImplementedError
 
     def expert_action(self, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def state(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def restore(self, state: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _set_goal_state(self, state: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def state_matches(self, goal_state: np.ndarray) -> bool:
         raise NotImplementedError

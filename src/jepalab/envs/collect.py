@@ -5,7 +5,9 @@ Policies (per env step, from one numpy generator seeded by the collection's seed
                 one with probability 1/`hold` each step): a random walk that goes places
   noisy-expert  the environment's `expert_action` plus Gaussian noise (std `noise`), clipped
 Episodes run for a fixed number of steps whatever happens (success does not end them), so
-every episode has the same length; episode e resets with seed `seed * 100_003 + e`.
+every episode has the same length; episode e resets with seed `seed * 100_003 + e`. Each
+frame's whole simulator state is written beside it, so the anchors' protocol can restart
+any frame (world/protocol.py).
 """
 from __future__ import annotations
 
@@ -76,13 +78,16 @@ def collect(env_name: str, out: str | Path, *, episodes: int, steps: int | None 
                 obs, _ = env.reset(seed=seed * 100_003 + episode)
                 act.reset()
                 pixels, proprio, actions = [obs["pixels"]], [obs["proprio"]], []
+                states = [env.state()]
                 for _ in range(steps):
                     action = act()
                     obs, *_ = env.step(action)
                     actions.append(action)
                     pixels.append(obs["pixels"])
                     proprio.append(obs["proprio"])
-                writer.add(np.stack(pixels), np.stack(actions), np.stack(proprio))
+                    states.append(env.state())
+                writer.add(np.stack(pixels), np.stack(actions), np.stack(proprio),
+                           np.stack(states))
                 bar.update(task, advance=1)
     except BaseException:
         writer.abort()

@@ -34,7 +34,8 @@ Success (stable-worldmodel's `eval_state`): the T's reference point (the middle 
 edge of its bar, the body origin) within 20 units (3.9% of the arena) of the goal's and its
 angle within pi/9 (20 degrees). stable-worldmodel also puts the agent's position in that
 20-unit norm, because its goals are whole recorded states; ours tests the T alone, since
-the task is to place the T. Budget: 50 steps, LeWorldModel's PushT `eval_budget`.
+the task is to place the T; `state_matches` is theirs, for goals that are recorded states
+(world/protocol.py). Budget: 50 steps, LeWorldModel's PushT `eval_budget`.
 `expert_action` picks, among contact points on the T's outline, the one whose push (along
 the face normal) best moves the T towards its goal in translation and rotation, walks
 around the T to it and pushes. Measured success within the budget: 20/20 on seeds 0-19
@@ -303,6 +304,32 @@ class PushT(PixelEnv):
         vx, vy = self.agent.velocity
         return (np.array([x, y, vx, vy]) / ARENA).astype(np.float32)
 
+    def state(self) -> np.ndarray:
+        """(agent x, y, T x, y, angle, agent vx, vy), arena units: the whole state (the T
+        keeps no velocity of its own)."""
+        x, y = self.agent.position
+        vx, vy = self.agent.velocity
+        return np.concatenate([_public([x, y, 0.0])[:2], self.block_pose(),
+                               np.array([vx, vy]) / ARENA])
+
+    def restore(self, state) -> None:
+        """Set the state (a fresh physics space, as at reset)."""
+        state = np.asarray(state, dtype=np.float64)
+        self._build(_as_pose(state[2:5], 3, "state[2:5]"), _as_pose(state[:2], 2, "state[:2]"))
+        self.agent.velocity = (float(state[5] * ARENA), float(state[6] * ARENA))
+        self._contact = None
+
+    def _set_goal_state(self, state) -> None:
+        self._goal = _as_pose(state[2:5], 3, "goal_state[2:5]")
+        self._goal_agent = _as_pose(state[:2], 2, "goal_state[:2]")
+
+    def state_matches(self, goal_state) -> bool:
+        """stable-worldmodel's `eval_state`: the 4-vector of agent and T position errors
+        within 20 units and the T's angle within pi/9 of the goal state's."""
+        now, goal = self.state(), np.asarray(goal_state, dtype=np.float64)
+        near = np.linalg.norm((now[:4] - goal[:4]) * ARENA) < POSITION_TOL
+        return bool(near and abs(wrap(now[4] - goal[4])) < ANGLE_TOL)
+
     def success(self) -> bool:
         pose = self._block_pose()
         near = math.hypot(pose[0] - self._goal[0], pose[1] - self._goal[1]) < POSITION_TOL
@@ -420,7 +447,7 @@ def _public(pose) -> np.ndarray:
 def _as_pose(value, length: int, name: str) -> np.ndarray:
     """Arena units -> 512 units, checked."""
     try:
-        array = np.asarray(value, dtype=np.float64).reshape(-1)
+        array = np.array(value, dtype=np.float64).reshape(-1)  # a copy: scaled below
     except (TypeError, ValueError):
         array = np.array([])
     if array.shape != (length,) or not np.isfinite(array).all():

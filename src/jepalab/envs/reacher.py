@@ -18,7 +18,8 @@ at rest, redrawn until it does not already succeed.
 Success (dm_control's "easy" test, reward 1): the fingertip within target size + finger
 size = 0.06 of the target centre, tested on the current state. (stable-worldmodel's
 "qpos_match" task, which LeWorldModel evaluates on, instead asks each joint to be within 0.05
-rad of the goal's, with a 0.015 target.)
+rad of the goal's, with a 0.015 target: `state_matches`, used for goals that are recorded
+states, world/protocol.py.)
 Budget: 50 env steps (2 s), LeWorldModel's evaluation budget for Reacher (its env steps are
 these: 2 MuJoCo steps each). The noisy expert (PD on the joint angles toward the goal
 configuration, noise 0.1) succeeded on 20/20 seeds (0-19; 200/200 on 0-199) within it,
@@ -48,6 +49,7 @@ CAMERA = "fixed"                    # reacher.xml's top-down camera at height 0.
 RENDER_FLAGS = {"reflection": False, "skybox": False}
 EXPERT_GAINS = (4.0, 0.4)           # PD: torque = kp * angle error - kd * velocity
 EXPERT_NOISE = 0.1                  # std of the Gaussian added to the expert's torques
+QPOS_TOLERANCE = 0.05               # stable-worldmodel's "qpos_match" success, per joint (rad)
 
 
 def wrap_angle(angle):
@@ -102,11 +104,8 @@ class Reacher(PixelEnv):
             raise ValueError(f"Reacher.reset: unknown options {sorted(options)}; valid: start, "
                              "goal (each a (shoulder, wrist) pair of angles in radians)")
         self.physics.reset()
-        self.goal_configuration = (random_configuration(rng) if goal is None
-                                   else check_configuration(goal, "options['goal']"))
-        self.set_configuration(self.goal_configuration)
-        fingertip = self.physics.named.data.geom_xpos["finger", :2].copy()
-        self.physics.named.model.geom_pos["target", :2] = fingertip
+        self._set_goal(random_configuration(rng) if goal is None
+                       else check_configuration(goal, "options['goal']"))
         if start is not None:
             self.set_configuration(check_configuration(start, "options['start']"))
         else:
@@ -131,6 +130,31 @@ class Reacher(PixelEnv):
         angles = self.physics.data.qpos.copy()
         angles[0] = wrap_angle(angles[0])
         return np.concatenate([angles, self.physics.data.qvel]).astype(np.float32)
+
+    def state(self) -> np.ndarray:
+        """(shoulder, wrist, their velocities): the whole state."""
+        return np.concatenate([self.physics.data.qpos, self.physics.data.qvel]).astype(np.float64)
+
+    def restore(self, state) -> None:
+        self.set_configuration(state[:2], state[2:4])
+
+    def _set_goal_state(self, state) -> None:
+        self._set_goal(np.array(state[:2]))  # recorded: may sit a hair past the wrist's limit
+
+    def _set_goal(self, configuration: np.ndarray) -> None:
+        """The goal configuration, and the (undrawn) target at its fingertip; leaves the arm
+        there (a reset then sets the start)."""
+        self.goal_configuration = configuration
+        self.set_configuration(configuration)
+        fingertip = self.physics.named.data.geom_xpos["finger", :2].copy()
+        self.physics.named.model.geom_pos["target", :2] = fingertip
+
+    def state_matches(self, goal_state) -> bool:
+        """stable-worldmodel's "qpos_match": each joint within 0.05 rad of the goal's (the
+        shoulder's error taken the short way round the circle)."""
+        error = self.physics.data.qpos - np.asarray(goal_state[:2])
+        error[0] = wrap_angle(error[0])
+        return bool(np.all(np.abs(error) < QPOS_TOLERANCE))
 
     def success(self) -> bool:
         return bool(self.physics.finger_to_target_dist() <= TARGET_SIZE + self.finger_size)

@@ -10,6 +10,7 @@ paper 150 steps to goals 100 away; ours are drawn anywhere, up to about 1.4 apar
 Start and goal are drawn uniformly in the free space; `options={"cross_door": True}` puts
 them in different rooms, False in the same room at least 0.2 apart; evaluation episode i
 crosses the door when i is odd, so half the episodes do.
+State (`state()`, `restore`): the agent's position; the anchors' success test is the same.
 """
 from __future__ import annotations
 
@@ -96,6 +97,22 @@ class TwoRoom(PixelEnv):
 
     def proprio(self):
         return self.position.astype(np.float32)
+
+    def state(self) -> np.ndarray:
+        """(x, y) of the agent: the whole state (it has no velocity)."""
+        return self.position.astype(np.float64)
+
+    def restore(self, state) -> None:
+        self.set_position(state)
+
+    def _set_goal_state(self, state) -> None:
+        if blocked(state):
+            raise ValueError(f"TwoRoom: goal_state {state.tolist()} is inside a wall")
+        self.goal = np.array(state, dtype=np.float64)
+
+    def state_matches(self, goal_state) -> bool:
+        """LeWM's test: the agent within 16 px of 224 of the goal state's position."""
+        return bool(np.linalg.norm(self.position - goal_state) < SUCCESS_DISTANCE)
 
     def success(self) -> bool:
         return bool(np.linalg.norm(self.position - self.goal) < SUCCESS_DISTANCE)

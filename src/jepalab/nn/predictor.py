@@ -8,6 +8,7 @@ from jepalab.nn.vit import (
     Attention,
     Block,
     Mlp,
+    attention,
     gather_tokens,
     init_transformer,
     sincos_2d,
@@ -130,3 +131,92 @@ class ActionPredictor(nn.Module):
         for block in self.blocks:
             x = block(x, cond, mask)
         return self.output_proj(self.norm(x)).view(b, t, n, -1)
+
+    def rollout(self, context: torch.Tensor, context_actions: torch.Tensor,
+                plan: torch.Tensor, post=None) -> torch.Tensor:
+        """What chaining `forward` over a plan gives (`jepalab.world.rollout`), for B
+        candidate plans that share one context, without the work they share.
+
+        context (1, k, N, D) latents of the last k <= history frames, context_actions
+        (1, k - 1, A) the blocks between them, plan (B, H, A); `post` maps each predicted
+        latent before it is fed back (V-JEPA 2-AC's layer norm). Returns (B, H, N, D).
+        Exactly the same computation, rearranged: (1) frames whose action is a past one
+        depend on nothing a candidate chose (the mask is causal), so they are computed once
+        for all candidates and only their keys and values are broadcast; (2) each block's
+        action embedding and AdaLN modulation is computed once, not once per window it
+        appears in; (3) in the last layer only the newest frame's queries, attention output
+        and MLP are computed, since only its prediction is read. Frames are still
+        recomputed in every window they appear in: their learned time embedding is their
+        place in the window, which shifts as the window slides.
+        """
+        b, horizon = plan.shape[:2]
+        k, n = context.shape[1], context.shape[2]
+        if context.shape[0] != 1 or context_actions.shape[:2] != (1, k - 1):
+            raise ValueError(f"rollout: one shared context (1, k, N, D) and its (1, k - 1, A) "
+                             f"actions, got {tuple(context.shape)} and "
+                             f"{tuple(context_actions.shape)}")
+        if k > self.history:
+            raise ValueError(f"rollout: {k} context frames, more than history {self.history}")
+        # per layer, the AdaLN modulation of every frame's action: frame j < k - 1 took a
+        # past block (shared), frame j >= k - 1 takes the plan's block j - k + 1
+        past = self.action_encoder(context_actions)
+        chosen = self.action_encoder(plan)
+        mods_past = [blk.modulation(past)[:, :, None] for blk in self.blocks]      # (1, k-1, 1, 6W)
+        mods_chosen = [blk.modulation(chosen)[:, :, None] for blk in self.blocks]  # (B, H, 1, 6W)
+        inputs = [self.input_proj(context[:, j]) for j in range(k)]     # (1 or B, N, W) each
+        out = []
+        for h in range(horizon):
+            first = max(0, k + h - self.history)                        # the window's frames
+            shared = range(first, k - 1)                                # first .. k + h - 1
+            mine = range(max(first, k - 1), k + h)
+            places = len(shared) + len(mine)
+            prefix = []                    # per layer: keys and values of the shared frames
+            if shared:
+                x = torch.stack([inputs[j] for j in shared], dim=1)     # (1, S, N, W)
+                x = x + self.time_embed[:, :len(shared)] + self.space_embed
+                frame = torch.arange(len(shared)).repeat_interleave(n)
+                for layer, blk in enumerate(self.blocks):
+                    x, kv = _adaln_layer(blk, x, mods_past[layer][:, shared.start:shared.stop],
+                                         frame[:, None] >= frame[None, :])
+                    prefix.append(kv)
+            x = torch.stack([inputs[j].expand(b, -1, -1) for j in mine], dim=1)  # (B, M, N, W)
+            x = x + self.time_embed[:, len(shared):places] + self.space_embed
+            frame = torch.arange(places).repeat_interleave(n)
+            mask = frame[len(shared) * n:, None] >= frame[None, :]
+            chosen_now = slice(mine.start - k + 1, mine.stop - k + 1)
+            for layer, blk in enumerate(self.blocks):
+                last = layer == len(self.blocks) - 1   # only the newest frame is read
+                x, _ = _adaln_layer(blk, x, mods_chosen[layer][:, chosen_now],
+                                    mask[-n:] if last else mask,
+                                    prefix[layer] if prefix else None, last)
+            nxt = self.output_proj(self.norm(x[:, -1]))                 # (B, N, D)
+            if post is not None:
+                nxt = post(nxt)
+            out.append(nxt)
+            inputs.append(self.input_proj(nxt))
+        return torch.stack(out, dim=1)
+
+
+def _adaln_layer(block: AdaLNBlock, x: torch.Tensor, mod: torch.Tensor, mask: torch.Tensor,
+                 prefix: tuple | None = None, last_only: bool = False):
+    """One AdaLN block on M frames of N tokens, x (B, M, N, W), modulated per frame by mod
+    (B, M, 1, 6W), attending also to `prefix` keys and values (1, heads, P, d) broadcast
+    over the batch; with `last_only`, only the last frame's outputs are computed (`mask`
+    then has its rows only). Returns (new x, this layer's keys and values of x)."""
+    b, m, n, width = x.shape
+    shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
+    attn = block.attn
+    heads = attn.num_heads
+    q, k, v = attn.qkv(block.norm1(x) * (1 + scale1) + shift1).view(
+        b, m * n, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
+    own = (k, v)
+    if prefix is not None:
+        k = torch.cat([prefix[0].expand(b, -1, -1, -1), k], dim=2)
+        v = torch.cat([prefix[1].expand(b, -1, -1, -1), v], dim=2)
+    if last_only:
+        q, x, m = q[:, :, -n:], x[:, -1:], 1
+        gate1, shift2, scale2, gate2 = (t[:, -1:] for t in (gate1, shift2, scale2, gate2))
+    out = attention(q, k, v, mask).transpose(1, 2).reshape(b, m, n, width)
+    x = x + gate1 * attn.proj(out)
+    x = x + gate2 * block.mlp(block.norm2(x) * (1 + scale2) + shift2)
+    return x, own

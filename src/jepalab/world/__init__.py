@@ -6,8 +6,12 @@ trains on trajectory data) exposes, besides the method interface:
   predict(latents (B, T, N, D), actions (B, T, A)) -> (B, T, N, D)
       the latent after each frame's block action, seeing `history` frames back
   history: int                                               frames of context it was trained on
-`rollout` chains `predict` over a plan; the planners in `planners.py` search actions whose
-rolled-out latents come close to the goal's; `evaluate.py` runs them in the environments.
+and optionally
+  cached_rollout(context (1, k, N, D), context_actions (1, k - 1, A), plan (B, H, A))
+      what `rollout` gives for B plans sharing one context, without the shared work
+`rollout` chains `predict` over a plan (`plan_rollout` takes the cached path where there is
+one); the planners in `planners.py` search actions whose rolled-out latents come close to
+the goal's; `evaluate.py` runs them in the environments.
 """
 from __future__ import annotations
 
@@ -45,6 +49,18 @@ def rollout(model, context: torch.Tensor, context_actions: torch.Tensor,
         out.append(nxt)
         latents = torch.cat([latents, nxt], dim=1)
     return torch.cat(out, dim=1)
+
+
+def plan_rollout(model, context: torch.Tensor, context_actions: torch.Tensor,
+                 plan: torch.Tensor) -> torch.Tensor:
+    """`rollout` of B candidate plans from one shared context (1, k, N, D) and its
+    (1, k - 1, A) actions: the model's `cached_rollout` if it has one (the same numbers,
+    less work), else `rollout` on the context repeated."""
+    cached = getattr(model, "cached_rollout", None)
+    if cached is not None:
+        return cached(context, context_actions, plan)
+    n = plan.shape[0]
+    return rollout(model, context.expand(n, -1, -1, -1), context_actions.expand(n, -1, -1), plan)
 
 
 def load_world_model(run_dir: str | Path):

@@ -1,11 +1,15 @@
 """Goal-reaching evaluation: plan in latent space, act in the environment, count successes.
 
-Episode i of an evaluation resets the environment with seed `10_000_000 + 1000 * seed + i`
-and the environment's `episode_options(i)` (Two-Room: odd episodes cross the door), so
-every model, planner and baseline meets the same starts and goals. Model-predictive
-control: encode the current frame (with up to `history` frames of context), plan
-`horizon` blocks, execute the first `execute` of them (each block: one action repeated
-`frameskip` env steps), replan; until success or the env's budget runs out.
+Which episodes: `PlanSettings.protocol` (world/protocol.py). Ours ("jepalab"): episode i
+resets the environment with seed `10_000_000 + 1000 * seed + i` and the environment's
+`episode_options(i)` (Two-Room: odd episodes cross the door), so every model, planner and
+baseline meets the same starts and goals. The anchors' ("lewm"): start and goal states
+drawn from a held-out expert file, the anchors' success test, a 50-step budget.
+Model-predictive control: encode the current frame (with up to `history` frames of
+context), plan `horizon` blocks, execute the first `execute` of them, replan; until
+success or the budget runs out. A block is `frameskip` env steps: one action repeated
+(`action_block="repeat"`, the planner searches A numbers per block) or `frameskip`
+distinct actions (`"distinct"`, LeWM's: A * frameskip numbers per block).
 """
 from __future__ import annotations
 
@@ -20,10 +24,18 @@ import torch
 
 from jepalab.config import ConfigError
 from jepalab.errors import RunKindError
-from jepalab.world import rollout
+from jepalab.world import plan_rollout
 from jepalab.world.planners import make_planner
+from jepalab.world.protocol import (
+    LEWM_BUDGET,
+    LEWM_GOAL_OFFSET,
+    PROTOCOLS,
+    ExpertGoals,
+    check_not_trained_on,
+)
 
-COSTS = ("last", "sum", "graph")
+COSTS = ("last", "sum", "l1", "graph")
+ACTION_BLOCKS = ("repeat", "distinct")
 
 
 @dataclass
@@ -32,15 +44,35 @@ class PlanSettings:
     horizon: int = 5          # blocks planned ahead
     execute: int = 1          # blocks executed before replanning
     cost: str = "sum"         # "last": latent distance at the last block; "sum": summed over
-                              # the blocks; "graph": blocks to the goal on the data's graph
-                              # (world/graph.py), summed over the blocks
+                              # the blocks; "l1": L1 at the last block; "graph": blocks to
+                              # the goal on the data's graph (world/graph.py), summed
     episodes: int = 50
     seed: int = 0
+    action_block: str = "repeat"  # one action held over a block, or frameskip distinct ones
+    protocol: str = "jepalab"     # which episodes (world/protocol.py)
+    expert_data: str = ""         # protocol "lewm": the held-out expert file
+    goal_offset: int = LEWM_GOAL_OFFSET  # protocol "lewm": env steps from start to goal
+    budget: int = 0               # env steps per episode (0: the protocol's)
     planner_options: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.cost not in COSTS:
             raise ConfigError(f"--cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
+        if self.action_block not in ACTION_BLOCKS:
+            raise ConfigError(f"--action-block must be one of {', '.join(ACTION_BLOCKS)}, got "
+                              f"{self.action_block!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got "
+                              f"{self.protocol!r}")
+        if self.protocol == "lewm" and not self.expert_data:
+            raise ConfigError("--protocol lewm needs --expert-data FILE.h5: held-out episodes "
+                              "of `jepalab collect ENV --policy noisy-expert --seed S` (a seed "
+                              "the training data did not use)")
+        if self.goal_offset < 1:
+            raise ConfigError(f"--goal-offset must be >= 1 env steps, got {self.goal_offset}")
+        if self.budget < 0:
+            raise ConfigError(f"--budget must be >= 0 env steps (0: the protocol's), got "
+                              f"{self.budget}")
         if not 1 <= self.execute <= self.horizon:
             raise ConfigError(f"--execute must be in [1, --horizon {self.horizon}], got "
                               f"{self.execute}")
@@ -49,6 +81,20 @@ class PlanSettings:
         if self.horizon < 1 or self.seed < 0:
             raise ConfigError(f"--horizon must be >= 1 and --seed >= 0, got {self.horizon} "
                               f"and {self.seed}")
+
+
+def protocol_settings(protocol: str, **given) -> PlanSettings:
+    """PlanSettings with what `given` leaves None taken from the protocol: the anchors'
+    ("lewm") plan with LeWM's cost at the last block, execute the whole plan (5 blocks of 5
+    distinct actions: 25 steps) and replan; ours defaults to the summed cost, one repeated
+    action per block and replanning after every block. (validate() checks the result.)"""
+    lewm = protocol == "lewm"
+    horizon = given.get("horizon") or PlanSettings.horizon
+    defaults = {"cost": "last" if lewm else PlanSettings.cost,
+                "execute": horizon if lewm else PlanSettings.execute,
+                "action_block": "distinct" if lewm else PlanSettings.action_block}
+    chosen = {key: value for key, value in given.items() if value is not None}
+    return PlanSettings(protocol=protocol, **(defaults | chosen))
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -66,8 +112,11 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def latent_cost(predicted: torch.Tensor, goal: torch.Tensor, mode: str) -> torch.Tensor:
-    """predicted (N, H, T, D) latents, goal (T, D) -> (N,) mean squared distance at the last
-    block ("last") or summed over the blocks ("sum")."""
+    """predicted (N, H, T, D) latents, goal (T, D) -> (N,): mean squared distance at the last
+    block ("last", LeWM's) or summed over the blocks ("sum"), or mean absolute distance at
+    the last block ("l1", V-JEPA 2-AC's energy over the last frame's tokens)."""
+    if mode == "l1":
+        return (predicted[:, -1] - goal).abs().mean(dim=(-1, -2))
     distance = (predicted - goal).square().mean(dim=(-1, -2))        # (N, H)
     return distance[:, -1] if mode == "last" else distance.sum(dim=1)
 
@@ -85,6 +134,8 @@ class Agent:
             raise ValueError("the graph cost needs a TemporalGraph of the training data")
         self.model, self.settings, self.graph = model, settings, graph
         self.action_dim, self.frameskip = action_dim, frameskip
+        distinct = settings.action_block == "distinct"
+        self.plan_dim = action_dim * frameskip if distinct else action_dim
         self.planner = make_planner(settings.planner, **settings.planner_options)
 
     def reset(self, goal_pixels: np.ndarray) -> None:
@@ -103,25 +154,27 @@ class Agent:
         self.blocks = self.blocks[len(self.blocks) - (len(self.latents) - 1):]
 
     def plan(self) -> torch.Tensor:
+        """The next `execute` block actions, (execute, frameskip * A)."""
         s = self.settings
         context = torch.cat(self.latents, dim=0)[None]                 # (1, k, T, D)
         past = (torch.cat(self.blocks, dim=0)[None] if self.blocks
                 else context.new_zeros(1, 0, self.action_dim * self.frameskip))
 
         def cost(plans: torch.Tensor) -> torch.Tensor:
-            n = plans.shape[0]
-            predicted = rollout(self.model, context.expand(n, -1, -1, -1),
-                                past.expand(n, -1, -1), self.block(plans))
+            predicted = plan_rollout(self.model, context, past, self.block(plans))
             if s.cost == "graph":
                 return self.graph.cost(predicted).sum(dim=1)
             return latent_cost(predicted, self.goal, s.cost)
 
-        plan = self.planner.plan(cost, s.horizon, self.action_dim, mean=self.warm)
-        self.warm = torch.cat([plan[s.execute:], torch.zeros(s.execute, self.action_dim)])
-        return plan[:s.execute]
+        plan = self.planner.plan(cost, s.horizon, self.plan_dim, mean=self.warm)
+        self.warm = torch.cat([plan[s.execute:], torch.zeros(s.execute, self.plan_dim)])
+        return self.block(plan[:s.execute])
 
     def block(self, actions: torch.Tensor) -> torch.Tensor:
-        """(..., A) actions -> (..., frameskip * A) block actions (the action repeated)."""
+        """(..., plan_dim) planned actions -> (..., frameskip * A) block actions: the action
+        repeated, or already `frameskip` distinct ones."""
+        if self.plan_dim != self.action_dim:
+            return actions
         return actions.repeat(*([1] * (actions.ndim - 1)), self.frameskip)
 
 
@@ -134,10 +187,12 @@ class EpisodeResult:
     plan_ms: list[float]
 
 
-def run_episode(env, index: int, seed: int, frameskip: int, agent: Agent | None,
-                rng: np.random.Generator, frames: list | None = None) -> EpisodeResult:
-    """One episode; `agent` None is the random baseline (a uniform action per block)."""
-    obs, info = env.reset(seed=episode_seed(seed, index), options=env.episode_options(index))
+def run_episode(env, index: int, options: dict, seed: int, frameskip: int,
+                agent: Agent | None, rng: np.random.Generator,
+                frames: list | None = None) -> EpisodeResult:
+    """One episode from reset `options`, until success or `env.max_episode_steps`; `agent`
+    None is the random baseline (a uniform action per block, held over it)."""
+    obs, info = env.reset(seed=episode_seed(seed, index), options=options)
     success, steps, plan_ms = info["success"], 0, []
     if agent is not None:
         agent.reset(obs["goal"])
@@ -147,13 +202,14 @@ def run_episode(env, index: int, seed: int, frameskip: int, agent: Agent | None,
     budget = env.max_episode_steps
     while not success and steps < budget:
         if agent is None:
-            blocks = torch.from_numpy(rng.uniform(-1, 1, (1,) + env.action_space.shape)).float()
+            action = rng.uniform(-1, 1, env.action_space.shape)
+            blocks = torch.from_numpy(np.tile(action, frameskip)).float()[None]
         else:
             began = time.perf_counter()
             blocks = agent.plan()
             plan_ms.append(1000 * (time.perf_counter() - began))
-        for action in blocks:
-            for _ in range(frameskip):
+        for block in blocks:
+            for action in block.view(frameskip, -1):
                 obs, _, terminated, truncated, info = env.step(action.numpy())
                 steps += 1
                 if frames is not None:
@@ -164,15 +220,11 @@ def run_episode(env, index: int, seed: int, frameskip: int, agent: Agent | None,
             if success or steps >= budget:
                 break
             if agent is not None:
-                agent.observe(obs["pixels"], agent.block(action))
-    return EpisodeResult(index, _category(env, index), bool(success), steps, plan_ms)
-
-
-def _category(env, index: int) -> str:
-    options = env.episode_options(index)
+                agent.observe(obs["pixels"], block)
+    category = "all"
     if "cross_door" in options:
-        return "cross-door" if options["cross_door"] else "same-room"
-    return "all"
+        category = "cross-door" if options["cross_door"] else "same-room"
+    return EpisodeResult(index, category, bool(success), steps, plan_ms)
 
 
 def summarise(name: str, results: list[EpisodeResult]) -> dict:
@@ -186,6 +238,7 @@ def summarise(name: str, results: list[EpisodeResult]) -> dict:
         wins = sum(r.success for r in group)
         low, high = wilson(wins, len(group))
         row[key] = {"success": wins / len(group), "ci95": [low, high], "episodes": len(group)}
+    row["solved_at_start"] = sum(r.success and r.steps == 0 for r in results)
     times = [t for r in results for t in r.plan_ms]
     row["plan_ms_median"] = float(np.median(times)) if times else 0.0
     row["plan_ms_p90"] = float(np.percentile(times, 90)) if times else 0.0
@@ -194,14 +247,18 @@ def summarise(name: str, results: list[EpisodeResult]) -> dict:
 
 
 def evaluate(env, agent: Agent | None, settings: PlanSettings, frameskip: int, name: str,
-             gif: Path | None = None, gif_episodes: int = 3, progress=None) -> dict:
-    """Run `settings.episodes` fixed-seed episodes; return the summary row."""
+             gif: Path | None = None, gif_episodes: int = 3, progress=None,
+             episode_options=None) -> dict:
+    """Run `settings.episodes` fixed-seed episodes (episode i reset with
+    `episode_options(i)`, by default the environment's own); return the summary row."""
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
+    episode_options = episode_options or env.episode_options
     results, movie = [], []
     for i in range(settings.episodes):
         frames = movie if gif is not None and i < gif_episodes else None
-        results.append(run_episode(env, i, settings.seed, frameskip, agent, rng, frames))
+        results.append(run_episode(env, i, episode_options(i), settings.seed, frameskip, agent,
+                                   rng, frames))
         if progress is not None:
             progress(i + 1, results)
     if gif is not None and movie:
@@ -234,7 +291,8 @@ def plan_table(rows: list[dict]):
 
     categories = [k for k in ("same-room", "cross-door") if any(k in r for r in rows)]
     table = Table(title="goal reaching (success %, 95% interval)")
-    for column in ("model / planner", "success", *categories, "ms/plan (median)", "p90"):
+    for column in ("model / planner", "success", *categories, "solved at start",
+                   "ms/plan (median)", "p90"):
         table.add_column(column, justify="left" if column == "model / planner" else "right")
 
     def cell(entry: dict | None) -> str:
@@ -247,6 +305,7 @@ def plan_table(rows: list[dict]):
     for row in rows:
         timed = row["plans"] > 0
         table.add_row(row["name"], cell(row["all"]), *(cell(row.get(c)) for c in categories),
+                      str(row.get("solved_at_start", "-")),
                       f"{row['plan_ms_median']:.0f}" if timed else "-",
                       f"{row['plan_ms_p90']:.0f}" if timed else "-")
     return table
@@ -271,8 +330,17 @@ def run_plan(env_name: str, model_dir: str | Path, settings: PlanSettings, *, ou
                            f"{env_name}")
     env = make(env_name, **data["env_kwargs"])
     frameskip = data["frameskip"]
+    episode_options = None
+    if settings.protocol == "lewm":
+        check_not_trained_on(settings.expert_data, data["path"])
+        goals = ExpertGoals.sample(settings.expert_data, env_name, episodes=settings.episodes,
+                                   goal_offset=settings.goal_offset, seed=settings.seed)
+        episode_options = goals.options
+    env.max_episode_steps = settings.budget or (
+        LEWM_BUDGET if settings.protocol == "lewm" else env.max_episode_steps)
     torch.set_grad_enabled(settings.planner == "gradient")
-    name = f"{Path(model_dir).name} / {settings.planner} ({settings.cost} cost)"
+    name = (f"{Path(model_dir).name} / {settings.planner} ({settings.cost} cost, "
+            f"{settings.action_block} actions)")
     graph = None
     if settings.cost == "graph":
         from jepalab.world.graph import TemporalGraph
@@ -294,7 +362,8 @@ def run_plan(env_name: str, model_dir: str | Path, settings: PlanSettings, *, ou
                 bar.update(task, completed=done, status=f"{wins}/{done} reached")
 
             rows.append(evaluate(env, agent, settings, frameskip, label, gif=gif,
-                                 gif_episodes=gif_episodes, progress=progress))
+                                 gif_episodes=gif_episodes, progress=progress,
+                                 episode_options=episode_options))
     torch.set_grad_enabled(True)
     if hasattr(env, "close"):
         env.close()

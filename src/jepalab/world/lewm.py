@@ -109,3 +109,6 @@ class Method(nn.Module):
 
     def predict(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.predictor(latents, actions)
+
+    def cached_rollout(self, context, context_actions, plan) -> torch.Tensor:
+        return self.predictor.rollout(context, context_actions, plan)

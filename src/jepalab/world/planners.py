@@ -113,7 +113,38 @@ class Gradient:
 PLANNERS = {"cem": CEM, "mppi": MPPI, "gradient": Gradient}
 
 
-def make_planner(name: str, **kwargs):
+def make_planner(name: str, **options):
     if name not in PLANNERS:
         raise ValueError(f"unknown planner {name!r}; valid: {', '.join(PLANNERS)}")
-    return PLANNERS[name](**kwargs)
+    return PLANNERS[name](**options)
+
+
+def parse_options(name: str, pairs: list[str]) -> dict:
+    """`KEY=VALUE` strings -> keyword options of planner `name`, each typed as its field
+    (e.g. V-JEPA 2-AC's CEM: samples=400 elites=10 iterations=10)."""
+    from dataclasses import fields
+
+    from jepalab.config import ConfigError
+
+    if name not in PLANNERS:
+        raise ConfigError(f"unknown planner {name!r}; valid: {', '.join(PLANNERS)}")
+    types = {f.name: f.type for f in fields(PLANNERS[name])}
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in types:
+            raise ConfigError(f"--planner-option {pair!r}: give KEY=VALUE with KEY one of "
+                              f"{', '.join(types)} (planner {name})")
+        kind = int if types[key] in (int, "int") else float
+        try:
+            options[key] = kind(value)
+        except ValueError:
+            options[key] = None
+        if options[key] is None or not options[key] > 0 or options[key] == float("inf"):
+            raise ConfigError(f"--planner-option {key}={value!r}: {key} must be a positive "
+                              f"{'integer' if kind is int else 'finite number'}")
+    try:
+        make_planner(name, **options)  # the planner's own checks (elites <= samples, ...)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return options

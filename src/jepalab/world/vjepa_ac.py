@@ -135,9 +135,15 @@ class Method(nn.Module):
 
     # --- world-model interface (see jepalab.world) ----------------------------------------
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        tokens = self.encoder(pixels)
-        return F.layer_norm(tokens, tokens.shape[-1:])
+        return _normed(self.encoder(pixels))
 
     def predict(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        predicted = self.predictor(latents, actions)
-        return F.layer_norm(predicted, predicted.shape[-1:])
+        return _normed(self.predictor(latents, actions))
+
+    def cached_rollout(self, context, context_actions, plan) -> torch.Tensor:
+        return self.predictor.rollout(context, context_actions, plan, post=_normed)
+
+
+def _normed(tokens: torch.Tensor) -> torch.Tensor:
+    """V-JEPA 2's layer norm (no affine) over each token's features."""
+    return F.layer_norm(tokens, tokens.shape[-1:])

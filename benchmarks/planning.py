@@ -123,7 +123,7 @@ def main() -> None:
     print(f"|{'-' * 46}|{'-' * 10}|{'-' * 7}|{'-' * 9}|{'-' * 11}|{'-' * 9}|")
     for name, model, data in models:
         ways = [("cached", model), ("chained", Chained(model))]
-        if not hasattr(model, "cached_rollout"):
+        if not hasattr(model, "cached_rollout") or model.history == 1:  # as plan_rollout
             ways = [("chained", model)]
         for planner in args.planners.split(","):
             for cost in args.costs.split(","):

@@ -54,11 +54,11 @@ def rollout(model, context: torch.Tensor, context_actions: torch.Tensor,
 def plan_rollout(model, context: torch.Tensor, context_actions: torch.Tensor,
                  plan: torch.Tensor) -> torch.Tensor:
     """`rollout` of B candidate plans from one shared context (1, k, N, D) and its
-    (1, k - 1, A) actions: the model's `cached_rollout` if it has one (the same numbers,
-    less work), else `rollout` on the context repeated."""
+    (1, k - 1, A) actions: the model's `cached_rollout` if it has one and sees more than
+    one frame (the same numbers, less work), else `rollout` on the context repeated."""
     cached = getattr(model, "cached_rollout", None)
-    if cached is not None:
-        return cached(context, context_actions, plan)
+    if cached is not None and model.history > 1:  # with one frame of history nothing is
+        return cached(context, context_actions, plan)  # shared: chaining is as fast
     n = plan.shape[0]
     return rollout(model, context.expand(n, -1, -1, -1), context_actions.expand(n, -1, -1), plan)
 

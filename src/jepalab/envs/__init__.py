@@ -13,6 +13,10 @@
   expert_action(rng) -> a noisy-expert policy's action (data collection)
   episode_options(i) -> reset options of evaluation episode i (e.g. Two-Room's
                cross-door half); info["category"] names the kind of episode
+  state()      -> the whole simulator state (float64); restore(state) sets it; and
+               reset(options={"start_state": s, "goal_state": g}) starts an episode from
+               recorded states, success then being state_matches(g), the anchors' test
+               (LeWorldModel's protocol, world/protocol.py)
 
 The extras `pip install -e .[envs]` bring pymunk (PushT), dm_control and mujoco 3.17
 (Reacher) and gymnasium.

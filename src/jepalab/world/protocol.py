@@ -36,7 +36,6 @@ class ExpertGoals:
     starts: np.ndarray        # (E, S) simulator states
     goals: np.ndarray         # (E, S)
     rows: np.ndarray          # (E,) the start rows in the file (the goal is row + offset)
-    path: str
 
     @classmethod
     def sample(cls, path: str | Path, env_name: str, *, episodes: int, goal_offset: int,
@@ -60,7 +59,7 @@ class ExpertGoals:
                                 f"{episodes} needs that many (collect more or longer episodes)")
             rows = np.sort(np.random.default_rng(seed).choice(valid, episodes, replace=False))
             states = f["state"]
-            return cls(states[rows], states[rows + goal_offset], rows, str(path))
+            return cls(states[rows], states[rows + goal_offset], rows)
 
     def options(self, index: int) -> dict:
         return {"start_state": self.starts[index], "goal_state": self.goals[index]}

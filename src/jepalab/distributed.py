@@ -1,7 +1,10 @@
 """torch.distributed set-up for runs launched with torchrun (gloo on CPU, nccl on GPU)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -70,12 +73,71 @@ def world_rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def world_size() -> int:
+    """The number of processes in the default group (1 outside torch.distributed)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+@contextlib.contextmanager
+def _deprecated_collectives():
+    """torch 2.13 marks torch.distributed.nn.functional's differentiable collectives
+    deprecated (FutureWarning) in favour of the private torch.distributed._functional_collectives;
+    they still work, so the warning is silenced here, where they are called."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning,
+                                message="torch.distributed.nn.functional")
+        yield
+
+
+def gather_batch(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate `x` (N, ...) from every process in rank order, with gradient: a process's
+    `x` receives the sum of every process's gradient for its rows. `x` itself outside
+    torch.distributed. Every process must call it with the same shape."""
+    if world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    with _deprecated_collectives():
+        return torch.cat(all_gather(x.contiguous()))
+
+
+def world_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean of `x` over processes, with gradient (the backward all-reduces the gradients);
+    `x` itself outside torch.distributed."""
+    if world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_reduce
+
+    with _deprecated_collectives():
+        return all_reduce(x, op=dist.ReduceOp.SUM) / world_size()
+
+
 @torch.no_grad()
 def all_gather_tensor(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate `x` (N, ...) from every process in rank order (no gradient); `x` itself
-    outside torch.distributed. Queues and in-batch negatives see the global batch."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
+    """`gather_batch` without gradient: queues and centres built from the global batch."""
+    return gather_batch(x)
+
+
+def is_shard(x: torch.Tensor) -> bool:
+    """Whether `x` is a DTensor: this process's shard of an FSDP2 tensor. No DTensor exists
+    before torch.distributed.tensor is imported, so runs that shard nothing skip its import
+    (about a second)."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(x, module.DTensor)
+
+
+def full_tensor(x: torch.Tensor) -> torch.Tensor:
+    """`x` whole: a shard (`is_shard`) gathered from every process, which each must call in
+    the same order; any other tensor as it is."""
+    return x.full_tensor() if is_shard(x) else x
+
+
+def shard_like(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A whole tensor laid out as `like`: this process's shard of it when `like` is a shard
+    (cut locally, no communication: every process holds `value`), else on `like`'s device."""
+    if not is_shard(like):
+        return value.to(like.device)
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(value.to(like.device), like.device_mesh, like.placements,
+                             src_data_rank=None)

@@ -6,6 +6,14 @@ Losses know nothing of models: methods compute the tensors, losses compare them.
 Every loss computes in fp32 whatever the autocast around it: bf16 / fp16 inputs are cast
 up and autocast is off inside (softmax at temperature 0.04, covariances and cos / sin of
 large arguments lose too much in 8 bits of mantissa).
+
+Under torch.distributed (every process must call the loss) the losses that need the whole
+batch (batch variances and covariances, in-batch negatives, SIGReg's ECF) see the global
+batch, with gradient, and every process returns the global batch's loss; the gradient a
+process gets for its own rows is then world-size times the one-process gradient, so DDP's
+average over processes is the one-process parameter gradient. Losses that are means over
+samples (byol, dino, jepa_latent, mae_pixel, info_nce with a queue) return this process's
+mean: DDP's average of their gradients is again the global batch's.
 """
 from __future__ import annotations
 
@@ -13,6 +21,8 @@ import functools
 
 import torch
 import torch.nn.functional as F
+
+from jepalab.distributed import gather_batch, world_mean, world_rank, world_size
 
 LATENT_LOSSES = ("smooth_l1", "l2", "l1")
 
@@ -67,9 +77,11 @@ def imax(a: torch.Tensor, b: torch.Tensor, *, eps: float = 1e-6) -> torch.Tensor
     a, b: (N,) or (N, K), the outputs of two modules that see neighbouring inputs (K pairs
     of modules at once). Assuming a and b are noisy versions of one common signal,
     I = 0.5 * log(var(a + b) / var(a - b)); the result is -I, averaged over the K pairs.
-    Variances are over the batch (biased), `eps` keeps them positive.
+    Variances are over the batch (biased), `eps` keeps them positive; under torch.distributed
+    over the global batch, and every process returns the global loss.
     """
     _same_shape("imax", a, b)
+    a, b = gather_batch(a), gather_batch(b)
     if a.shape[0] < 2:
         raise ValueError(f"imax needs at least 2 samples to estimate variances, got {a.shape[0]}")
     summed = (a + b).var(dim=0, unbiased=False) + eps
@@ -85,9 +97,12 @@ def info_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tenso
     query, positive: (N, D); the score of a pair is their dot product / temperature (CPC's
     log-bilinear score: pass W c as the query; for cosine scores normalise both first).
     negatives None: every other row of `positive` is a negative for a query (in-batch, as
-    CPC and MoCo v3); `positive` may then be (M, D), M >= N, the keys of all processes,
-    with query i's positive at row offset + i. negatives (K, D): a shared bank (MoCo v2's
-    queue), the positive sits at index 0 of K+1 candidates.
+    CPC and MoCo v3); `positive` may then be (M, D), M >= N, with query i's positive at row
+    offset + i. Under torch.distributed the rows of `positive` of every process are the
+    candidates (gathered, with gradient) and every process returns the global loss, the
+    mean over all processes' queries. negatives (K, D): a shared bank (MoCo v2's queue),
+    the positive sits at index 0 of K+1 candidates; each process returns the mean over its
+    own queries.
     L = -mean_i log( exp(q_i.k_i / t) / sum_j exp(q_i.k_j / t) ).
     """
     if query.ndim != 2 or positive.ndim != 2 or query.shape[1] != positive.shape[1]:
@@ -97,17 +112,17 @@ def info_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tenso
         if not 0 <= offset <= len(positive) - len(query):
             raise ValueError(f"info_nce: {len(query)} queries at offset {offset} do not fit "
                              f"{len(positive)} keys")
-        logits = query @ positive.T / temperature
+        offset += world_rank() * len(positive)      # this process's rows among everyone's
+        logits = query @ gather_batch(positive).T / temperature
         labels = torch.arange(len(query), device=query.device) + offset
-    else:
-        _same_shape("info_nce", query, positive)
-        if negatives.ndim != 2 or negatives.shape[1] != query.shape[1]:
-            raise ValueError(f"info_nce: negatives must be (K, {query.shape[1]}), "
-                             f"got {tuple(negatives.shape)}")
-        logits = torch.cat([(query * positive).sum(1, keepdim=True), query @ negatives.T], 1)
-        logits = logits / temperature
-        labels = torch.zeros(len(query), dtype=torch.long, device=query.device)
-    return F.cross_entropy(logits, labels)
+        return world_mean(F.cross_entropy(logits, labels))
+    _same_shape("info_nce", query, positive)
+    if negatives.ndim != 2 or negatives.shape[1] != query.shape[1]:
+        raise ValueError(f"info_nce: negatives must be (K, {query.shape[1]}), "
+                         f"got {tuple(negatives.shape)}")
+    logits = torch.cat([(query * positive).sum(1, keepdim=True), query @ negatives.T], 1)
+    labels = torch.zeros(len(query), dtype=torch.long, device=query.device)
+    return F.cross_entropy(logits / temperature, labels)
 
 
 @_fp32
@@ -118,14 +133,19 @@ def ntxent(z1: torch.Tensor, z2: torch.Tensor, *, temperature: float = 0.5) -> t
     L2-normalised rows, sim = z z^T / temperature, each anchor's positive is its other
     view and its 2N - 2 negatives are all other rows (itself excluded):
     l(i, j) = -log( exp(sim_ij) / sum_{k != i} exp(sim_ik) ).
+    Under torch.distributed the anchors are this process's 2N rows, the candidates every
+    process's (gathered, with gradient: 2 W N - 2 negatives), and every process returns the
+    global loss, the mean over all 2 W N anchors.
     """
     _same_shape("ntxent", z1, z2)
-    n = len(z1)
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
-    sim = z @ z.T / temperature
-    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    labels = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
-    return F.cross_entropy(sim, labels)
+    n, total = len(z1), len(z1) * world_size()
+    z = F.normalize(torch.cat([gather_batch(z1), gather_batch(z2)]), dim=1)  # (2 W N, D)
+    first = torch.arange(n, device=z.device) + world_rank() * n   # this process's rows of z1
+    anchors = torch.cat([first, first + total])                   # ... then of z2
+    positives = torch.cat([first + total, first])
+    sim = z[anchors] @ z.T / temperature                          # (2N, 2 W N)
+    sim = sim.masked_fill(F.one_hot(anchors, 2 * total).bool(), float("-inf"))
+    return world_mean(F.cross_entropy(sim, positives))
 
 
 def _standardise_batch(z: torch.Tensor, eps: float) -> torch.Tensor:
@@ -141,8 +161,11 @@ def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, *, lambd: float = 5e-3,
     z1, z2: (N, D). Each is standardised over the batch (BatchNorm without affine), the
     cross-correlation is C = z1^T z2 / N (D, D), and
     L = sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2.
+    Under torch.distributed N is the global batch (gathered, with gradient) and every
+    process returns the global loss.
     """
     _same_shape("barlow_twins", z1, z2)
+    z1, z2 = gather_batch(z1), gather_batch(z2)
     c = _standardise_batch(z1, eps).T @ _standardise_batch(z2, eps) / len(z1)
     on_diagonal = (torch.diagonal(c) - 1).pow(2).sum()
     off_diagonal = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
@@ -159,8 +182,11 @@ def vicreg(z1: torch.Tensor, z2: torch.Tensor, *, sim_coeff: float = 25.0,
       variance   v(Z) = mean_j max(0, 1 - sqrt(Var(Z_j) + eps)), averaged over the branches;
       covariance c(Z) = sum_{i != j} Cov(Z)_ij^2 / D (unbiased covariance), summed over them.
     L = sim_coeff * s + std_coeff * (v(z1) + v(z2)) / 2 + cov_coeff * (c(z1) + c(z2)).
+    Under torch.distributed N is the global batch (gathered, with gradient) for all three
+    terms and every process returns the global loss.
     """
     _same_shape("vicreg", z1, z2)
+    z1, z2 = gather_batch(z1), gather_batch(z2)
     n, d = z1.shape
     if n < 2:
         raise ValueError(f"vicreg needs at least 2 samples for variances, got {n}")
@@ -236,15 +262,7 @@ def mae_pixel(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
 
 def _world_mean(x: torch.Tensor, reduce: bool = True) -> tuple[torch.Tensor, int]:
     """Mean of `x` over processes (differentiable all-reduce), and the world size."""
-    import torch.distributed as dist
-
-    if not (reduce and dist.is_available() and dist.is_initialized()) or \
-            dist.get_world_size() == 1:
-        return x, 1
-    from torch.distributed.nn.functional import all_reduce
-
-    world = dist.get_world_size()
-    return all_reduce(x, op=dist.ReduceOp.SUM) / world, world
+    return (world_mean(x), world_size()) if reduce else (x, 1)
 
 
 class _EmpiricalCF(torch.autograd.Function):

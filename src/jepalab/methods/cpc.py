@@ -15,7 +15,7 @@ Algorithm, per step:
      candidate row code z with the log-bilinear density ratio (Eq. 3)
          f_k(z, c_t) = exp(z^T W_k c_t),
      and InfoNCE (Eq. 4) picks the true z_{t+k} among the same row of the other images
-     in the batch (the in-batch negatives):
+     in the batch (the in-batch negatives; under torch.distributed, of every process's batch):
          L_{k,t} = -E log( f_k(z_{t+k}, c_t) / sum_j f_k(z^j_{t+k}, c_t) ),
      computed as losses.info_nce(W_k c_t, z_{t+k});
   5. loss = mean of L_{k,t} over all (k, t); every part is trained through it.
@@ -40,6 +40,7 @@ import torch.nn as nn
 
 from jepalab import losses
 from jepalab.data.views import Augment, ViewSpec
+from jepalab.distributed import world_size
 from jepalab.methods import StepOutput
 from jepalab.nn.vit import VisionTransformer, ViTSpec
 
@@ -110,7 +111,8 @@ class Method(nn.Module):
                 for t in range(rows - k)]))
         loss = torch.cat(per_offset).mean()
         per_k = torch.stack([terms.mean() for terms in per_offset]).tolist()
-        logs = {f"mi_bound_k{k}": math.log(x.shape[0]) - value
+        candidates = x.shape[0] * world_size()   # info_nce contrasts with every process's rows
+        logs = {f"mi_bound_k{k}": math.log(candidates) - value
                 for k, value in enumerate(per_k, start=1)}
         return StepOutput(loss, logs)
 

@@ -15,7 +15,7 @@ Algorithm, per step:
      information between their outputs, assuming each is the common signal plus
      independent Gaussian noise (the paper's Eq. 2):
          I = 0.5 * log( V(a + b) / V(a - b) ),
-     V the variance over the batch;
+     V the variance over the batch (of every process, under torch.distributed);
   4. loss = -mean over the K-1 pairs of I (jepalab.losses.imax), minimised by gradient
      descent through every module.
 What neighbouring patches share is the surface's depth: the disparity varies smoothly, so

@@ -23,7 +23,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from jepalab import losses
-from jepalab.distributed import all_gather_tensor, world_rank
 from jepalab.methods import StepOutput
 from jepalab.methods.byol import byol_views
 from jepalab.nn.ema import ema_momentum, ema_update
@@ -50,11 +49,11 @@ class Config:
 
 
 def contrast(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tensor:
-    """MoCo v3's ctr: keys gathered from all processes; this process's positives sit at
-    offset rank * N; scaled by 2 tau as the paper's pseudo-code."""
-    keys = F.normalize(all_gather_tensor(k), dim=1)
-    loss = losses.info_nce(F.normalize(q, dim=1), keys, temperature=temperature,
-                           offset=world_rank() * len(q))
+    """MoCo v3's ctr, scaled by 2 tau as the paper's pseudo-code: InfoNCE on normalised
+    vectors, the keys of every process the candidates (info_nce gathers them); every
+    process returns the global batch's loss."""
+    loss = losses.info_nce(F.normalize(q, dim=1), F.normalize(k, dim=1),
+                           temperature=temperature)
     return loss * 2 * temperature
 
 

@@ -51,6 +51,8 @@ class DataConfig:
     #                        videofolder: frames this many apart in the video
     on_bad_file: str = "stop"  # imagefolder / videofolder: an unreadable file stops the load
     #                            naming it, or (skip) is left out and counted in data.json
+    stream: bool = False   # imagefolder: decode files as batches need them (data larger than
+    #                        memory) instead of all at load; same batches, slower per step
 
     @property
     def kind(self) -> str:
@@ -60,13 +62,20 @@ class DataConfig:
         return kind_of(self.name)
 
     def validate(self) -> None:
-        from jepalab.data.catalog import source
+        from jepalab.data.catalog import source, streaming_names
         from jepalab.data.images import DataError
 
         try:
-            source(self.name)
+            streams = source(self.name).streams
         except DataError as e:
             raise ConfigError(f"data.name: {e}") from None
+        if self.stream and not streams:
+            raise ConfigError(f"data.stream: {self.name!r} cannot stream (built-in data is made "
+                              f"in memory); data sets that can: {', '.join(streaming_names())}")
+        if self.stream and self.on_bad_file == "skip":
+            raise ConfigError("data.on_bad_file=skip needs every file decoded up front, which "
+                              "data.stream=true avoids; with streaming an unreadable file stops "
+                              "the run naming it: use data.on_bad_file=stop, or data.stream=false")
         kind = self.name.partition(":")[0]
         _positive("data.image_size", self.image_size)
         if self.window < 2:

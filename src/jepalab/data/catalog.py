@@ -5,7 +5,8 @@ A data set's name is `NAME` (built in) or `NAME:PATH` (read from disk):
   shapes               procedural shapes with nuisance variation (see `shapes.py`)
   stereograms          random-dot stereograms of curved surfaces, 1 x image_size strips,
                        labels = binned disparity (see `stereograms.py`)
-  imagefolder:PATH     PATH/<class>/<image> (or PATH/{train,val,test}/<class>/<image>)
+  imagefolder:PATH     PATH/<class>/<image> (or PATH/{train,val,test}/<class>/<image>);
+                       with data.stream=true read from disk as batches need it
   cifar:PATH           CIFAR-10 or CIFAR-100 python-pickle batches in PATH
   moving_shapes        procedural clips whose 10 action classes differ only by motion
                        (see `moving_shapes.py`); moving_shapes_hard with distractors
@@ -36,6 +37,7 @@ class Source:
     path: bool                # named NAME:PATH (on disk) rather than NAME (built in)
     load: Callable            # (path, data config) -> the data set
     example: str = ""         # how a user names it, for messages
+    streams: bool = False     # can read from disk as batches need it (data.stream=true)
 
 
 def _digits(path, cfg):
@@ -71,7 +73,7 @@ def _imagefolder(path, cfg):
     from jepalab.data.files import load_imagefolder
 
     return load_imagefolder(path, image_size=cfg.image_size, seed=cfg.seed,
-                            skip_bad=cfg.on_bad_file == "skip")
+                            skip_bad=cfg.on_bad_file == "skip", stream=cfg.stream)
 
 
 def _cifar(path, cfg):
@@ -105,7 +107,7 @@ SOURCES = {
     "digits": Source("images", False, _digits),
     "shapes": Source("images", False, _shapes),
     "stereograms": Source("images", False, _stereograms),
-    "imagefolder": Source("images", True, _imagefolder),
+    "imagefolder": Source("images", True, _imagefolder, streams=True),
     "cifar": Source("images", True, _cifar),
     "moving_shapes": Source("videos", False, _moving_shapes("easy"), "moving_shapes"),
     "moving_shapes_hard": Source("videos", False, _moving_shapes("hard")),
@@ -135,6 +137,11 @@ def source(name: str) -> Source:
     return found
 
 
+def streaming_names() -> list[str]:
+    """How each data set that can stream (data.stream=true) is named."""
+    return [f"{name}:PATH" for name, source in SOURCES.items() if source.streams]
+
+
 def kind_of(name: str) -> str:
     return source(name).kind
 
@@ -148,5 +155,5 @@ def example(kind: str) -> str:
 def load(cfg):
     """The data set of a data config (`name`, `image_size`, `seed`, and what its kind reads:
     `num_train` for the built-in generated sets; `frames` for videos; `window`,
-    `frameskip` for trajectories)."""
+    `frameskip` for trajectories; `on_bad_file` and `stream` for folders)."""
     return source(cfg.name).load(cfg.name.partition(":")[2], cfg)

@@ -1,8 +1,10 @@
 """Image data sets read from disk: `imagefolder:PATH` and `cifar:PATH` (see `images.py`).
 
-Both loaders return an `ImageData` of uint8 (N, 3, S, S) images. Every failure (missing
-folder, empty class, unreadable image, missing or malformed CIFAR file) is a `DataError`
-whose message names the path and what was expected. CIFAR pickles are read with a
+Both loaders return an `ImageData` of uint8 (N, 3, S, S) images; an image folder can
+instead stream, its images decoded as they are read (`streaming.py`, data.stream=true), for
+data larger than memory. Every failure (missing folder, empty class, unreadable image,
+missing or malformed CIFAR file) is a `DataError` whose message names the path and what was
+expected. CIFAR pickles are read with a
 restricted unpickler that can only rebuild dicts, lists, bytes and numpy arrays, so a
 crafted file cannot run code.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import importlib
+import os
 import pickle
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import numpy as np
 import torch
 
 from jepalab.data.images import DataError, ImageData, Split, resize_uint8, split_by_seed
+from jepalab.data.streaming import FileImages, read_image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 SPLITS = ("train", "val", "test")
@@ -38,71 +42,58 @@ def _check_folder(path: str | Path) -> Path:
     return folder
 
 
-def _to_rgb(im):
-    """Any PIL image as 8-bit RGB: grey, palette and alpha images converted (alpha dropped),
-    16-bit and 32-bit integer greys scaled down to 8 bits rather than clipped."""
-    from PIL import Image
-
-    if im.mode.startswith("I"):  # I;16, I;16B, I;16L, I: integer greys above 255
-        grey = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or grey.max() <= 65535 else grey.max()
-        im = Image.fromarray(np.clip(grey / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
-    elif im.mode == "F":
-        grey = np.nan_to_num(np.asarray(im, dtype=np.float64))
-        span = grey.max() - grey.min()
-        im = Image.fromarray(((grey - grey.min()) / (span or 1.0) * 255).astype(np.uint8))
-    return im.convert("RGB")
-
-
-def _read_image(file: Path, size: int) -> np.ndarray:
-    """One image file as uint8 (size, size, 3) RGB; any decoding failure names the file."""
-    from PIL import Image
-
-    try:
-        with Image.open(file) as im:
-            rgb = _to_rgb(im)
-        rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(rgb, dtype=np.uint8)
-    except Exception as e:  # PIL raises OSError, ValueError, DecompressionBombError, ...
-        raise DataError(f"cannot read image file {str(file)!r}: {e}") from e
-
-
-def _read_classes(folder: Path, classes: list[str], size: int,
-                  skip_bad: bool = False) -> tuple[Split, int]:
-    """Images under folder/<class>/ for each class subfolder present; labels index `classes`.
-    With `skip_bad` an unreadable file is left out and counted (the count is returned)."""
-    images, labels, skipped = [], [], 0
+def _list_classes(folder: Path, classes: list[str]) -> tuple[list[str], list[int]]:
+    """The image files under folder/<class>/ for each class subfolder present, sorted by class
+    and name, and their labels (indices into `classes`)."""
+    files, labels = [], []
     for sub in _subdirs(folder):
         if sub.name not in classes:
             raise DataError(f"class folder {str(sub)!r} is not among the training classes "
                             f"{classes}; every class must have a folder under 'train'")
-        files = sorted(f for f in sub.iterdir()
-                       if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-        if not files:
+        with os.scandir(sub) as entries:  # file types from the directory, without a stat each
+            found = sorted(e.path for e in entries
+                           if e.is_file() and Path(e.name).suffix.lower() in IMAGE_EXTENSIONS)
+        if not found:
             raise DataError(f"class folder {str(sub)!r} holds no images "
                             f"(expected files ending in {', '.join(IMAGE_EXTENSIONS)})")
-        for file in files:
-            try:
-                images.append(_read_image(file, size))
-            except DataError as e:
-                if not skip_bad:
-                    raise DataError(f"{e}; set data.on_bad_file=skip to leave unreadable files "
-                                    "out") from None
-                skipped += 1
-                continue
-            labels.append(classes.index(sub.name))
+        files += found
+        labels += [classes.index(sub.name)] * len(found)
+    return files, labels
+
+
+def _read_classes(folder: Path, classes: list[str], size: int, skip_bad: bool = False,
+                  stream: bool = False) -> tuple[Split, int]:
+    """The images of `_list_classes`, decoded (or with `stream`, to be decoded as they are
+    read: `FileImages`). With `skip_bad` an unreadable file is left out and counted (the count
+    is returned)."""
+    files, labels = _list_classes(folder, classes)
+    if stream:
+        return Split(FileImages(files, size), torch.tensor(labels, dtype=torch.int64)), 0
+    images, kept, skipped = [], [], 0
+    for file, label in zip(files, labels):
+        try:
+            images.append(read_image(file, size))
+        except DataError as e:
+            if not skip_bad:
+                raise DataError(f"{e}; set data.on_bad_file=skip to leave unreadable files "
+                                "out") from None
+            skipped += 1
+            continue
+        kept.append(label)
     pixels = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
     return Split(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(),
-                 torch.tensor(labels, dtype=torch.int64)), skipped
+                 torch.tensor(kept, dtype=torch.int64)), skipped
 
 
 def _take(split: Split, index: np.ndarray) -> Split:
     index = torch.as_tensor(index, dtype=torch.int64)
-    return Split(split.images[index], split.labels[index])
+    images = split.images.subset(index) if isinstance(split.images, FileImages) else \
+        split.images[index]
+    return Split(images, split.labels[index])
 
 
-def load_imagefolder(path, *, image_size: int, seed: int = 0,
-                     skip_bad: bool = False) -> ImageData:
+def load_imagefolder(path, *, image_size: int, seed: int = 0, skip_bad: bool = False,
+                     stream: bool = False) -> ImageData:
     """Load PATH/<class>/<image> or PATH/{train,val,test}/<class>/<image>.
 
     Classes are the sorted class-folder names (those of `train` in the split layout). The flat
@@ -111,7 +102,15 @@ def load_imagefolder(path, *, image_size: int, seed: int = 0,
     converted to RGB (grey, palette, alpha and 16-bit images too) and resized to `image_size`
     x `image_size`. An unreadable file stops the load naming it; with `skip_bad` it is left
     out and counted (`ImageData.skipped`).
+
+    With `stream` nothing is decoded here: each split's images are `FileImages`, decoded when
+    they are read (a batch, a probe's chunk), and an unreadable file stops that read naming
+    it. The splits are the same as without `stream` (so are the pixels); `skip_bad` needs
+    every file decoded up front, so it cannot stream.
     """
+    if stream and skip_bad:
+        raise DataError("an image folder cannot both stream and skip unreadable files: "
+                        "skipping needs every file decoded up front")
     folder = _check_folder(path)
     subdirs = _subdirs(folder)
     if not subdirs:
@@ -122,12 +121,12 @@ def load_imagefolder(path, *, image_size: int, seed: int = 0,
     classes = [d.name for d in _subdirs(base)]
     if not classes:
         raise DataError(f"{str(base)!r} has no class subfolders; expected {base}/<class>/")
-    train, skipped = _read_classes(base, classes, image_size, skip_bad)
+    train, skipped = _read_classes(base, classes, image_size, skip_bad, stream)
     present = {name: folder / name for name in ("val", "test")
                if split_layout and (folder / name).is_dir()}
     splits = {}
     for name, sub in present.items():
-        splits[name], more = _read_classes(sub, classes, image_size, skip_bad)
+        splits[name], more = _read_classes(sub, classes, image_size, skip_bad, stream)
         skipped += more
     fractions = (0.0 if "val" in splits else 0.1, 0.0 if "test" in splits else 0.1)
     if fractions != (0.0, 0.0):

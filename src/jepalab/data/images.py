@@ -3,8 +3,9 @@
 Every image data set, built in or read from disk, becomes an `ImageData`: train, val and
 test splits of (images uint8 (N, 3, H, W), labels int64 (N,)) plus class names. Holding
 the pixels as one tensor keeps batching a single index operation, which is what a 2-core
-CPU can afford; augmentations then run batched (see `views.py`). Data sets are named and
-loaded through `catalog.py`.
+CPU can afford; augmentations then run batched (see `views.py`). An image folder too large
+for memory streams instead: its splits hold `FileImages` (streaming.py), which index like the
+tensor and decode only what is read. Data sets are named and loaded through `catalog.py`.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class DataError(UserError, ValueError):
 
 @dataclass
 class Split:
-    images: torch.Tensor  # uint8 (N, 3, H, W)
+    images: torch.Tensor  # uint8 (N, 3, H, W), or a streamed folder's FileImages (read lazily)
     labels: torch.Tensor  # int64 (N,)
 
     def __post_init__(self):

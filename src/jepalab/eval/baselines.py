@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from jepalab.data.images import ImageData
+from jepalab.data.streaming import FileImages
 from jepalab.eval.attentive import attentive_probe, extract_tokens
 from jepalab.eval.collapse import rankme
 from jepalab.eval.probes import extract_features, knn, linear_probe, pixel_features
@@ -37,6 +38,12 @@ class ProbeRow:
         self.attentive_predictions: torch.Tensor | None = None
 
 
+def first(images, n: int):
+    """The first n images (or clips): a view of a tensor; of a streamed folder's `FileImages`,
+    the first n files, still on disk (the probes decode them chunk by chunk)."""
+    return images.subset(slice(0, n)) if isinstance(images, FileImages) else images[:n]
+
+
 def probe_features(name: str, train_x, val_x, test_x, data: ImageData, n: int) -> ProbeRow:
     train_y = data.train.labels[:n]
     num_classes = len(data.classes)
@@ -52,7 +59,7 @@ def probe_encoder(name: str, encoder: torch.nn.Module, data: ImageData,
     """Linear and kNN on the pooled features (and with `attentive`, the attentive probe on
     the patch tokens, its test predictions in `row.attentive_predictions`) of the first n
     training images (or clips), val and test."""
-    splits = (data.train.images[:n], data.val.images, data.test.images)
+    splits = (first(data.train.images, n), data.val.images, data.test.images)
     row = probe_features(name, *(extract_features(encoder, x, device=device) for x in splits),
                          data, n)
     if attentive:
@@ -65,7 +72,7 @@ def probe_encoder(name: str, encoder: torch.nn.Module, data: ImageData,
 
 def probe_pixels(data: ImageData, n: int = PROBE_TRAIN) -> ProbeRow:
     features = [pixel_features(images) for images in
-                (data.train.images[:n], data.val.images, data.test.images)]
+                (first(data.train.images, n), data.val.images, data.test.images)]
     return probe_features("raw pixels", *features, data, n)
 
 

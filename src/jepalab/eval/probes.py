@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -16,16 +17,22 @@ LINEAR_WEIGHT_DECAYS = (0.0, 1e-4, 1e-3, 1e-2)
 @torch.no_grad()
 def extract_features(encoder: torch.nn.Module, images: torch.Tensor, batch_size: int = 500,
                      device: str | torch.device = "cpu") -> torch.Tensor:
-    """Mean-pooled encoder features (N, D) of uint8 images (N, 3, H, W), no augmentation."""
+    """Mean-pooled encoder features (N, D) of uint8 images (N, 3, H, W), no augmentation.
+    The images are read `batch_size` at a time, so a streamed folder's `FileImages` is
+    decoded chunk by chunk, never whole."""
     encoder.eval()
     parts = [encoder.features(to_float(images[i:i + batch_size].to(device))).float().cpu()
              for i in range(0, len(images), batch_size)]
     return torch.cat(parts)
 
 
-def pixel_features(images: torch.Tensor) -> torch.Tensor:
-    """Raw-pixel baseline features: flattened normalised pixels (N, 3*H*W)."""
-    return to_float(images).flatten(1)
+def pixel_features(images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Raw-pixel baseline features: flattened normalised pixels (N, 3*H*W), read in chunks as
+    `extract_features` reads them."""
+    features = torch.empty(len(images), math.prod(images.shape[1:]))
+    for i in range(0, len(images), batch_size):
+        features[i:i + batch_size] = to_float(images[i:i + batch_size]).flatten(1)
+    return features
 
 
 @dataclass

@@ -1,9 +1,22 @@
 """jepalab: joint-embedding predictive architectures, their ancestors, and latent world models."""
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 __version__ = "0.1.0"
+
+# OpenMP threads that finish their share of an operation early spin until the others are
+# done. When another process takes a core, the thread that shares it arrives late at every
+# barrier while its partner burns the free core spinning: vit_nano I-JEPA at 32 px on 2 cores
+# kept 0.38 of its idle speed beside one busy process (0.6 with passive waits), and a 16 px
+# run fell 30-50x. Passive waits cost 10-25% of the idle speed and keep a shared machine
+# usable (benchmarks/throughput.py --contended; README, "Threads"). OpenMP reads the
+# policy when torch loads, so it is set only if torch is not loaded yet, and never over the
+# user's own choice.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def load(path: str | Path):

@@ -9,12 +9,22 @@ complete one. Each folder has
   optimizer.safetensors  the optimiser's tensors
   state.json             step, optimiser scalars and param groups, RNG state, config, and
                          the sha256 of each file above
-Nothing is unpickled when loading. Folders are written under a temporary name, fsynced and
-renamed; `latest` is replaced atomically; older checkpoints are pruned only after a newer
-one is complete; so a run killed at any moment resumes from the last complete checkpoint.
-Resuming verifies the checksums and falls back, with a warning naming the damaged file, to
-the previous checkpoint. A save that fails (a full disk) removes its partial folder and
-says that the previous checkpoint is intact. Files follow the user's umask.
+Nothing is unpickled when loading.
+
+Whatever the number of processes and the engine, a checkpoint holds whole tensors: in a
+multi-process run every process calls `save`, FSDP2's shards are gathered (a collective)
+and the main process writes; `restore` cuts each process's shard out again. So a run saved
+by N processes resumes with any M. (torch.distributed.checkpoint's sharded files would
+spare the gather, but DCP unpickles its metadata on load, and whole files keep one format,
+its checksums and `jepalab.load` for every run; they cost the main process the method and
+its optimiser state whole in CPU memory once per save.)
+
+Folders are written under a temporary name, fsynced and renamed; `latest` is replaced
+atomically; older checkpoints are pruned only after a newer one is complete; so a run
+killed at any moment resumes from the last complete checkpoint. Resuming verifies the
+checksums and falls back, with a warning naming the damaged file, to the previous
+checkpoint. A save that fails (a full disk) removes its partial folder and says that the
+previous checkpoint is intact. Files follow the user's umask.
 """
 from __future__ import annotations
 
@@ -28,6 +38,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from jepalab import distributed
 from jepalab.errors import UserError
 
 KEEP = 2  # complete checkpoints kept per run
@@ -73,8 +84,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
-def _contiguous(state: dict) -> dict:
-    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+def _whole(state: dict, keep: bool) -> dict:
+    """CPU copies of a state dict's tensors, each shard (FSDP2) gathered whole first, which
+    every process must do in the same order; {} where not `keep`."""
+    whole = {}
+    for key, value in state.items():
+        value = distributed.full_tensor(value.detach())
+        if keep:
+            whole[key] = value.contiguous().cpu()
+    return whole
 
 
 def encoder_metadata(encoder: torch.nn.Module) -> dict[str, str]:
@@ -109,14 +127,24 @@ def _join_optimizer(tensors: dict, rest: dict) -> dict:
 
 
 def save(run_dir: Path, step: int, method: torch.nn.Module, optimizer: torch.optim.Optimizer,
-         extra: dict | None = None) -> Path:
-    """Write checkpoint-<step> atomically, point `latest` at it, prune old ones."""
+         extra: dict | None = None, *, write: bool = True) -> Path | None:
+    """Write checkpoint-<step> atomically, point `latest` at it, prune old ones. Under FSDP2
+    every process calls it and only the one with `write` writes; it returns the folder, or
+    None where it wrote nothing."""
+    encoder = method.eval_encoder()
+    optimizer_tensors, optimizer_rest = _split_optimizer(optimizer.state_dict())
+    files = {"model.safetensors": (_whole(method.state_dict(), write), None),
+             "encoder.safetensors": (_whole(encoder.state_dict(), write),
+                                     encoder_metadata(encoder)),
+             "optimizer.safetensors": (_whole(optimizer_tensors, write), None)}
+    if not write:
+        return None
     run_dir = Path(run_dir)
     final = run_dir / f"checkpoint-{step:07d}"
     temporary = run_dir / f".checkpoint-{step:07d}.{os.getpid()}.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
     try:
-        _write(temporary, step, method, optimizer, extra)
+        _write(temporary, step, files, optimizer_rest, extra)
     except OSError as e:  # a full disk, a quota, a vanished mount: keep what was there
         shutil.rmtree(temporary, ignore_errors=True)
         previous = latest(run_dir)
@@ -138,15 +166,12 @@ def save(run_dir: Path, step: int, method: torch.nn.Module, optimizer: torch.opt
     return final
 
 
-def _write(folder: Path, step: int, method: torch.nn.Module, optimizer: torch.optim.Optimizer,
-           extra: dict | None) -> None:
+def _write(folder: Path, step: int, files: dict[str, tuple[dict, dict | None]],
+           optimizer_rest: dict, extra: dict | None) -> None:
+    """`files`: file name -> (tensors, safetensors metadata)."""
     folder.mkdir(parents=True)
-    encoder = method.eval_encoder()
-    save_file(_contiguous(method.state_dict()), folder / "model.safetensors")
-    save_file(_contiguous(encoder.state_dict()), folder / "encoder.safetensors",
-              metadata=encoder_metadata(encoder))
-    optimizer_tensors, optimizer_rest = _split_optimizer(optimizer.state_dict())
-    save_file(_contiguous(optimizer_tensors), folder / "optimizer.safetensors")
+    for name, (tensors, metadata) in files.items():
+        save_file(tensors, folder / name, metadata=metadata)
     mode = 0o666 & ~_umask()  # safetensors writes 0600; a shared run should follow the umask
     sha256 = {}
     for file in sorted(folder.iterdir()):
@@ -240,10 +265,12 @@ def restore(folder: Path, method: torch.nn.Module, optimizer: torch.optim.Optimi
     """Load a checkpoint folder into method and optimizer; return its state.json dict."""
     folder = Path(folder)
     state = _state(folder)
-    device = next(method.parameters()).device
-    method.load_state_dict({k: v.to(device) for k, v in
-                            _load(folder / "model.safetensors").items()})
-    optimizer_tensors = {k: v.to(device) if not k.endswith(".step") else v
+    current = method.state_dict()  # under FSDP2, this process's shards: cut to match
+    method.load_state_dict({k: distributed.shard_like(v, current[k]) if k in current else v
+                            for k, v in _load(folder / "model.safetensors").items()})
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    optimizer_tensors = {k: v if k.endswith(".step") else
+                         distributed.shard_like(v, params[int(k.split(".")[0])])
                          for k, v in _load(folder / "optimizer.safetensors").items()}
     optimizer.load_state_dict(_join_optimizer(optimizer_tensors, state["optimizer"]))
     return state

@@ -132,6 +132,9 @@ class TrainConfig:
     wandb: bool = False            # also log to Weights & Biases (WANDB_MODE=offline: no network)
     threads: int = 0               # torch CPU threads; 0 leaves torch's default
     on_nonfinite: str = "stop"     # a NaN/inf loss or gradient: stop, or skip the step (counted)
+    compile: bool = False          # torch.compile the training step's forward (README: speed)
+    parallel: str = "ddp"          # several processes (torchrun): ddp (replicas) or fsdp (FSDP2:
+    #                                parameters, gradients and optimiser state sharded)
 
     def validate(self) -> None:
         for key in ("steps", "batch_size", "log_every", "checkpoint_every"):
@@ -141,6 +144,7 @@ class TrainConfig:
                 raise ConfigError(f"train.{key} must be >= 0, got {getattr(self, key)}")
         _choose("train.precision", self.precision, PRECISIONS)
         _choose("train.on_nonfinite", self.on_nonfinite, ("stop", "skip"))
+        _choose("train.parallel", self.parallel, ("ddp", "fsdp"))
         if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):
             raise ConfigError(f"train.device: unknown device {self.device!r}; valid: auto, cpu, "
                               "cuda, cuda:N, mps")

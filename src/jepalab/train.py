@@ -1,5 +1,9 @@
 """The one training loop. It knows methods only through their interface (see methods/).
 
+With several processes (torchrun) the method is wrapped by train.parallel's engine
+(parallel.py: DDP or FSDP2); checkpoints hold whole tensors whatever the engine, so a run
+resumes with any number of processes.
+
 Per step: set lr and weight decay from their schedules; reseed the RNG from
 (seed, step, rank) so that views and masks are a function of the step (exact resume);
 take the step's slice of the epoch permutation; forward under autocast; backward,
@@ -22,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from jepalab import checkpoint, distributed, figures, schedules
-from jepalab.build import Method, Previews, build_method, embeds, load_data, monitored
+from jepalab import checkpoint, distributed, figures, parallel, schedules
+from jepalab.build import Previews, build_method, embeds, load_data, monitored
 from jepalab.config import Config, ConfigError, absolute_paths
 from jepalab.eval.collapse import CollapseWarning, health
 from jepalab.eval.probes import extract_features
@@ -157,9 +161,12 @@ class CollapseWatch:
         return None
 
 
-def monitor(method: Method, images: torch.Tensor, device: torch.device) -> dict:
-    """RankMe, feature std, spread and SIGReg statistic of the method's embeddings."""
-    return health(extract_features(monitored(method), images, device=device))
+def monitor(encoder: torch.nn.Module | None, images: torch.Tensor, device: torch.device) -> dict:
+    """RankMe, feature std, spread and SIGReg statistic of `encoder`'s embeddings (the method's
+    `monitored` part, on the main process; {} elsewhere: None)."""
+    if encoder is None:
+        return {}
+    return health(extract_features(encoder, images, device=device))
 
 
 class NonFinite(FloatingPointError):
@@ -187,8 +194,9 @@ class Collapsed(Exception):
 
 def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progress: bool = True,
           stop_at: int | None = None) -> torch.nn.Module:
-    """Train `cfg` into `run_dir` and return the method; with `resume`, continue from the
-    run's latest checkpoint.
+    """Train `cfg` into `run_dir` and return the method (under FSDP2, holding this process's
+    shards); with `resume`, continue from the run's latest checkpoint, written by any number
+    of processes.
 
     `stop_at` ends the run after that step (with a checkpoint), as a stop would; a later
     call with resume=True continues it exactly.
@@ -213,8 +221,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         checkpoint.remove_partial(run_dir)
         checkpoint.atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
         checkpoint.atomic_write_text(run_dir / "data.json", json.dumps(data.describe(), indent=1))
-    if world.size > 1 and device.type == "cuda":  # projectors' BatchNorm over the global batch
-        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    unsharded = parallel.Unsharded(monitored(method), cfg.train.parallel, world)
+    model = parallel.wrap(method, cfg.train.parallel, world, device)  # before the optimiser
     optimizer = torch.optim.AdamW(parameter_groups(method), lr=cfg.optim.lr,
                                   betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
@@ -225,10 +233,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         skipped = state.get("nonfinite_skipped", 0)
         if "grad_scaler" in state:
             scaler.load_state_dict(state["grad_scaler"])
-    model = method
-    if world.size > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            method, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.train.compile:
+        parallel.compile_blocks(method)
 
     total, per_rank = cfg.train.steps, cfg.train.batch_size // world.size
     end = min(total, stop_at) if stop_at is not None else total
@@ -241,7 +247,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
     initial = {}
     if cfg.train.monitor_every:  # the embeddings at initialisation: step 0 of metrics.jsonl
         if start == 0:
-            initial = monitor(method, monitor_images, device)
+            initial = monitor(unsharded.get(monitored(method)), monitor_images, device)
             log.write(0, {"elapsed_s": 0.0, **initial})
         else:
             initial = next((r for r in read_metrics(run_dir) if r["step"] == 0), {})
@@ -264,13 +270,12 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
     def elapsed() -> float:  # training wall time, summed over resumed sessions
         return elapsed_before + time.perf_counter() - began
 
-    def save():
-        if world.is_main:
-            checkpoint.save(run_dir, step, method, optimizer,
-                            {"config": cfg.to_dict(), "world_size": world.size,
-                             "elapsed_s": elapsed(), "nonfinite_skipped": skipped,
-                             **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled()
-                                else {})})
+    def save():  # every process: FSDP2 gathers the shards; the main process writes
+        checkpoint.save(run_dir, step, method, optimizer,
+                        {"config": cfg.to_dict(), "world_size": world.size,
+                         "elapsed_s": elapsed(), "nonfinite_skipped": skipped,
+                         **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled()
+                            else {})}, write=world.is_main)
         distributed.barrier(world)
 
     try:
@@ -287,6 +292,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+                grad_norm = distributed.full_tensor(grad_norm)  # FSDP2: a replicated DTensor
                 # one check of loss and gradient (the scaler skips fp16 overflows itself)
                 checked = out.loss.detach() if scaler.is_enabled() else \
                     out.loss.detach() + grad_norm
@@ -311,7 +317,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                               "elapsed_s": elapsed(), **out.logs}
                     if cfg.train.monitor_every and (step % cfg.train.monitor_every == 0
                                                     or step == total):
-                        values.update(monitor(method, monitor_images, device))
+                        values.update(monitor(unsharded.get(monitored(method)),
+                                              monitor_images, device))
                         warning = watch.check(step, values)  # rank 0's; every rank stops
                         if warning is not None:  # the run report marks it on the curves
                             values["collapse_warning"] = str(warning)

@@ -19,6 +19,7 @@ def ema_momentum(progress: float, start: float, end: float, *, cosine: bool = Fa
 
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """target <- momentum * target + (1 - momentum) * online, parameter by parameter."""
+    """target <- momentum * target + (1 - momentum) * online, parameter by parameter. Under
+    FSDP2 both are sharded alike (parallel.py): each process updates its own shards."""
     for teacher, student in zip(target.parameters(), online.parameters(), strict=True):
         teacher.lerp_(student.detach(), 1.0 - momentum)

@@ -123,7 +123,7 @@ def measure(method_name: str, arch: str, size: int, precision: str, batch: int, 
 
 def table(rows: list[dict], peaks: dict) -> str:
     lines = ["| method | arch | px / patch | precision | batch | step ms | samples/s | "
-             "GFLOP/step | GFLOP/s | MFU | peak MB |", "|" + "---|" * 11]
+             "GFLOP/step | GFLOP/s | MFU | peak MB so far |", "|" + "---|" * 11]
     for r in rows:
         mfu = r["achieved_gflops"] / peaks[r["precision"].split()[0]]
         r["mfu"] = mfu

@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -169,6 +170,31 @@ def monitor(encoder: torch.nn.Module | None, images: torch.Tensor, device: torch
     return health(extract_features(encoder, images, device=device))
 
 
+class Prefetch:
+    """Reads the next step's batch on a background thread while this step computes, so
+    decoding files (data.stream) overlaps training. A batch is a function of its step alone
+    (no random draws), so reading ahead changes nothing; an error reading it is raised when
+    the loop asks for that step. Batches for a GPU come in pinned memory."""
+
+    def __init__(self, read, end: int, pin: bool):
+        self.read, self.end, self.pin, self.ahead = read, end, pin, {}
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="jepalab-prefetch")
+
+    def _read(self, step: int) -> dict[str, torch.Tensor]:
+        batch = self.read(step)
+        return {key: value.pin_memory() for key, value in batch.items()} if self.pin else batch
+
+    def get(self, step: int) -> dict[str, torch.Tensor]:
+        future = self.ahead.pop(step, None)
+        batch = future.result() if future is not None else self._read(step)
+        if step + 1 < self.end:
+            self.ahead[step + 1] = self.pool.submit(self._read, step + 1)
+        return batch
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
 class NonFinite(FloatingPointError):
     """A NaN or inf loss or gradient with train.on_nonfinite=stop."""
 
@@ -256,11 +282,14 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         thresholds["spread"] = cfg.train.collapse_spread  # pooled ViT tokens sit low anyway
     watch = CollapseWatch(thresholds, initial, world.is_main)
 
-    def fetch(step: int) -> dict[str, torch.Tensor]:  # this rank's share of the step's batch
+    def read(step: int) -> dict[str, torch.Tensor]:  # this rank's share of the step's batch
         index = batch_indices(step, len(data.train), cfg.train.batch_size, cfg.train.seed)
-        index = index[world.rank * per_rank:(world.rank + 1) * per_rank]
-        return {key: value.to(device, non_blocking=True)
-                for key, value in data.train.batch(index).items()}
+        return data.train.batch(index[world.rank * per_rank:(world.rank + 1) * per_rank])
+
+    ahead = Prefetch(read, end, pin=device.type == "cuda")
+
+    def fetch(step: int) -> dict[str, torch.Tensor]:
+        return {key: value.to(device, non_blocking=True) for key, value in ahead.get(step).items()}
 
     if isinstance(method, Previews) and world.is_main and not resume:
         # step 0's batch, seeded as step 0 draws it; the loop reseeds every step after this
@@ -340,6 +369,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         if stop.requested:
             raise Interrupted(f"stopped at step {step}; checkpoint saved in {run_dir}")
     finally:
+        ahead.close()
         log.close()
         distributed.cleanup(world)
     return method

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from jepalab.data.images import DataError, ImageData, Split, resize_uint8, split_by_seed
-from jepalab.data.streaming import FileImages, read_image
+from jepalab.data.streaming import FileImages, read_image, select
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 SPLITS = ("train", "val", "test")
@@ -87,9 +87,7 @@ def _read_classes(folder: Path, classes: list[str], size: int, skip_bad: bool = 
 
 def _take(split: Split, index: np.ndarray) -> Split:
     index = torch.as_tensor(index, dtype=torch.int64)
-    images = split.images.subset(index) if isinstance(split.images, FileImages) else \
-        split.images[index]
-    return Split(images, split.labels[index])
+    return Split(select(split.images, index), split.labels[index])
 
 
 def load_imagefolder(path, *, image_size: int, seed: int = 0, skip_bad: bool = False,

@@ -110,3 +110,9 @@ class FileImages:
                             "batch needs it: replace the file, or remove it and start the run "
                             "afresh (the file list is fixed when a run starts)") from None
         return pixels[0] if single else pixels
+
+
+def select(images, key):
+    """The images `key` selects without decoding any: a tensor indexed, a `FileImages`
+    subset (still on disk)."""
+    return images.subset(key) if isinstance(images, FileImages) else images[key]

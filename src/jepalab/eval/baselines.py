@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from jepalab.data.images import ImageData
-from jepalab.data.streaming import FileImages
+from jepalab.data.streaming import select
 from jepalab.eval.attentive import attentive_probe, extract_tokens
 from jepalab.eval.collapse import rankme
 from jepalab.eval.probes import extract_features, knn, linear_probe, pixel_features
@@ -41,7 +41,7 @@ class ProbeRow:
 def first(images, n: int):
     """The first n images (or clips): a view of a tensor; of a streamed folder's `FileImages`,
     the first n files, still on disk (the probes decode them chunk by chunk)."""
-    return images.subset(slice(0, n)) if isinstance(images, FileImages) else images[:n]
+    return select(images, slice(0, n))
 
 
 def probe_features(name: str, train_x, val_x, test_x, data: ImageData, n: int) -> ProbeRow:

@@ -19,6 +19,8 @@ from jepalab.lineup import BenchOptions, method_config
 from jepalab.methods import StepOutput
 from jepalab.train import Interrupted, train
 
+pytestmark = pytest.mark.xdist_group("bench")  # module fixtures: built once
+
 ARGS = ["--methods", "ijepa", "--data", "digits", "--budget", "4", "--batch-size", "32",
         "--quiet"]
 

@@ -172,6 +172,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.first(65)
 def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
     import json
     import random

@@ -24,6 +24,8 @@ from jepalab.methods.mocov3 import contrast
 from jepalab.nn.heads import mlp, world_batchnorm
 from jepalab.nn.vit import ViTSpec
 
+pytestmark = pytest.mark.xdist_group("distributed-losses")  # module fixtures: built once
+
 WORLD, B = 2, 6
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 

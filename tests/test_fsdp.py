@@ -15,6 +15,8 @@ from jepalab.build import build_method
 from jepalab.config import ConfigError, load_config
 from jepalab.train import parameter_groups, train
 
+pytestmark = pytest.mark.xdist_group("fsdp")  # module fixtures: built once
+
 TINY = ["data.name=digits", "data.image_size=16", "model.patch_size=4", "train.batch_size=16",
         "train.log_every=1", "train.monitor_every=3", "optim.warmup_steps=2",
         "method.predictor_depth=1", "method.predictor_width=32", "method.min_keep=2"]

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from jepalab.masks import block_size, multiblock_2d, multiblock_3d, random_mask, random_subset
 
+pytestmark = pytest.mark.xdist_group("masks")  # module fixtures: built once
+
 SETTINGS = settings(max_examples=60, deadline=None, database=None)
 INFEASIBLE = "could not keep min_keep"
 U_SCAN = [i / 2000 for i in range(2001)]  # 2001 points on [0, 1]

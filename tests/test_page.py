@@ -12,6 +12,8 @@ from jepalab.cli import main
 from jepalab.config import load_config
 from jepalab.train import train
 
+pytestmark = pytest.mark.xdist_group("page")  # module fixtures: built once
+
 TINY = ["data.name=digits", "data.image_size=16", "model.patch_size=4", "train.batch_size=16",
         "train.log_every=1", "train.monitor_every=2", "optim.warmup_steps=1",
         "method.predictor_depth=1", "method.predictor_width=32", "method.min_keep=2"]

@@ -12,6 +12,8 @@ from jepalab.config import load_config
 from jepalab.errors import UserError
 from jepalab.train import train
 
+pytestmark = pytest.mark.xdist_group("safe-loading")  # module fixtures: built once
+
 TINY = ["data.name=digits", "data.image_size=16", "model.patch_size=4", "train.batch_size=16",
         "train.monitor_every=0", "optim.warmup_steps=1", "method.predictor_depth=1",
         "method.predictor_width=32", "method.min_keep=2", "train.steps=2"]

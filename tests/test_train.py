@@ -101,10 +101,11 @@ def test_load_returns_the_eval_encoder(tmp_path):
         jepalab.load(tmp_path / "empty")
 
 
+@pytest.mark.first(45)
 def test_sigint_stops_with_a_checkpoint_and_resume_completes(tmp_path):
     # the same thread count in the subprocess and here: sums split over threads differently
     # differ in the last bit (OMP_NUM_THREADS=1 outside, 2 threads in pytest, failed before)
-    overrides = TINY + ["train.steps=150", "train.checkpoint_every=1000", "train.monitor_every=0",
+    overrides = TINY + ["train.steps=60", "train.checkpoint_every=1000", "train.monitor_every=0",
                         f"train.threads={torch.get_num_threads()}"]
     reference = tmp_path / "reference"
     command = [sys.executable, "-m", "jepalab.cli", "train", "ijepa-shapes", *overrides,
@@ -122,7 +123,7 @@ def test_sigint_stops_with_a_checkpoint_and_resume_completes(tmp_path):
     assert process.returncode == 130, output
     assert "resume=" in output
     stopped_at = json.loads((checkpoint.latest(tmp_path / "run") / "state.json").read_text())
-    assert 5 <= stopped_at["step"] < 150
+    assert 5 <= stopped_at["step"] < 60
     done = subprocess.run([sys.executable, "-m", "jepalab.cli", "train",
                            f"resume={tmp_path / 'run'}", "--quiet"], env=env, text=True,
                           capture_output=True, timeout=300)

@@ -9,6 +9,8 @@ from jepalab.data.trajectories import load_trajectories, read_trajectories
 from jepalab.envs import make
 from jepalab.envs.collect import collect
 
+pytestmark = pytest.mark.xdist_group("trajectories")  # module fixtures: built once
+
 
 @pytest.fixture(scope="module")
 def small_file(tmp_path_factory):

@@ -10,21 +10,25 @@ from jepalab.data.views import Augment, ViewSpec, crop_flip
 from jepalab.eval.probes import linear_probe
 
 
-def frames_of(split, which):
+def frames_of(split, which, grey=False):
     clips = split.clips.float() / 255
+    clips = clips.mean(-3, keepdim=True) if grey else clips
     return clips[:, which].flatten(1)
 
 
+@pytest.mark.first(30)
 def test_a_single_frame_carries_no_label():
-    """A linear probe on one frame sits at chance (10 classes); on all frames it does not."""
+    """A linear probe on one frame, in colour, sits at chance (10 classes); on all four
+    frames it does not (the control in grey, 3x cheaper: measured 15.9% grey, 17.7% in
+    colour, against 9.3% for one frame)."""
     train, val, test = (moving_shapes.make_split(n, 4, 16, seed) for n, seed in
                         ((3000, 1), (500, 2), (1000, 3)))
     one = linear_probe(frames_of(train, 2), train.labels, frames_of(val, 2), val.labels,
                        frames_of(test, 2), test.labels, num_classes=10).test_acc
     assert abs(one - 0.1) < 0.05, one
-    every = linear_probe(frames_of(train, slice(None)), train.labels,
-                         frames_of(val, slice(None)), val.labels,
-                         frames_of(test, slice(None)), test.labels, num_classes=10).test_acc
+    every = [frames_of(split, slice(None), grey=True) for split in (train, val, test)]
+    every = linear_probe(every[0], train.labels, every[1], val.labels, every[2], test.labels,
+                         num_classes=10).test_acc
     assert every > one + 0.04, (every, one)
 
 

@@ -8,6 +8,8 @@ from jepalab.data import catalog
 from jepalab.data.images import DataError
 from jepalab.data.video_files import load_npyvideo, load_videofolder
 
+pytestmark = pytest.mark.xdist_group("video-files")  # module fixtures: built once
+
 av = pytest.importorskip("av")
 
 

@@ -9,6 +9,8 @@ from jepalab.data import video_qa
 from jepalab.data.images import DataError
 from jepalab.data.shapes import cache_dir
 
+pytestmark = pytest.mark.xdist_group("video-qa")  # module fixtures: built once
+
 FRAMES, SIZE, SEED = 8, 32, 5
 
 

@@ -21,6 +21,8 @@ from dm_control.suite import reacher as suite_reacher  # noqa: E402
 from jepalab.envs import make  # noqa: E402
 from jepalab.envs.reacher import TARGET_SIZE, WRIST_LIMIT, Reacher  # noqa: E402
 
+pytestmark = pytest.mark.xdist_group("reacher")  # module fixtures: built once
+
 SIZE = 32
 
 

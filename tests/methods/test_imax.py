@@ -80,6 +80,7 @@ def test_step_gives_imax_of_adjacent_modules_and_gradients_to_every_module():
         imax.Method(imax.Config(modules=7), ViTSpec("vit_nano", 40, 4), num_classes=10)
 
 
+@pytest.mark.first(35)
 def test_recipe_learns_disparity_and_random_init_does_not(tmp_path):
     """The imax-stereograms recipe through the standard trainer (about 15 s on one core):
     on held-out stereograms every module's output tracks the disparity of its patch

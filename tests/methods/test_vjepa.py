@@ -8,6 +8,7 @@ from PIL import Image
 from jepalab import checkpoint, figures
 from jepalab.build import Previews, build_method
 from jepalab.config import ConfigError, load_config
+from jepalab.data import moving_shapes
 from jepalab.data.views import to_uint8
 from jepalab.probe import probe_run
 from jepalab.train import train
@@ -56,7 +57,11 @@ def test_vjepa_needs_video_data():
         load_config("ijepa-shapes", ["data.name=moving_shapes"])
 
 
-def test_a_video_run_is_probed_with_the_attentive_probe_beside_its_baselines(tmp_path):
+@pytest.mark.first(35)
+def test_a_video_run_is_probed_with_the_attentive_probe_beside_its_baselines(tmp_path,
+                                                                           monkeypatch):
+    # the wiring, not the figures: 100-clip val and test splits instead of 1,000
+    monkeypatch.setattr(moving_shapes, "SPLIT_SIZES", {"train": 64, "val": 100, "test": 100})
     cfg = load_config("vjepa-moving-shapes", TINY + [
         "train.steps=2", "train.batch_size=8", "data.num_train=64", "train.monitor_every=0",
         f"train.run_dir={tmp_path}"])

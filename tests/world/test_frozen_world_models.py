@@ -15,7 +15,8 @@ from jepalab.nn.vit import VisionTransformer, ViTSpec
 from jepalab.train import parameter_groups, train
 from jepalab.world import load_world_model, rollout
 
-torch.set_num_threads(1)
+pytestmark = [pytest.mark.xdist_group("frozen-world-models"),  # module fixtures: built once
+              pytest.mark.first(70)]
 
 METHODS = ("vjepa-ac", "dino-wm")
 PREDICTION_LOG = {"vjepa-ac": "teacher_forcing", "dino-wm": "prediction"}

@@ -13,6 +13,9 @@ from jepalab.nn.predictor import ActionPredictor, frame_causal_mask
 from jepalab.train import train
 from jepalab.world import load_world_model, rollout
 
+pytestmark = [pytest.mark.xdist_group("lewm"),  # module fixtures: built once
+              pytest.mark.first(60)]
+
 
 def test_frame_causal_mask_is_a_sliding_window_over_frames():
     mask = frame_causal_mask(frames=3, tokens=2, history=2)
@@ -42,7 +45,6 @@ def test_adaln_zero_starts_as_action_blind_and_causal():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("lewm")
     path = collect("two-room", root / "t.h5", episodes=16, steps=30, policy="noisy-expert",
                    seed=0, env_kwargs={"size": 16}, show_progress=False)

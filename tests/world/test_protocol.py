@@ -13,6 +13,8 @@ from jepalab.envs.collect import collect
 from jepalab.world.evaluate import PlanSettings, protocol_settings
 from jepalab.world.protocol import ExpertGoals, check_not_trained_on
 
+pytestmark = pytest.mark.xdist_group("protocol")  # module fixtures: built once
+
 ENVS = ("two-room", "pusht", "reacher")
 
 

@@ -13,8 +13,14 @@ come from three seeds derived from `seed`, so they are fixed and disjoint in dra
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 import numpy as np
 import torch
@@ -147,17 +153,34 @@ def cache_dir() -> Path:
 
 def cached(key: str, make) -> dict[str, np.ndarray]:
     """Arrays kept in cache_dir()/KEY.npz: read back if there, else `make()`d and written
-    atomically (a temporary file, then a rename), so a killed writer leaves no half file."""
+    atomically (a temporary file, then a rename), so a killed writer leaves no half file.
+    Processes asking for the same key at once (parallel test workers, two runs) take turns:
+    one makes it, the others read it."""
     path = cache_dir() / f"{key}.npz"
-    if path.exists():
-        with np.load(path) as stored:
-            return {name: stored[name] for name in stored.files}
-    arrays = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
-    np.savez(temporary, **arrays)
-    os.replace(temporary, path)
-    return arrays
+    with _exclusive(path.with_suffix(".lock")):
+        if path.exists():
+            with np.load(path) as stored:
+                return {name: stored[name] for name in stored.files}
+        arrays = make()
+        temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(temporary, **arrays)
+        os.replace(temporary, path)
+        return arrays
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path):
+    """Hold an advisory lock on the file `lock` (POSIX; elsewhere no lock is taken, and a
+    race only costs a second render: the rename is atomic)."""
+    with open(lock, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_shapes(image_size: int = 32, seed: int = 0, num_train: int | None = None) -> ImageData:

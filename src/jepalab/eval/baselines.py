@@ -77,12 +77,13 @@ def probe_pixels(data: ImageData, n: int = PROBE_TRAIN) -> ProbeRow:
 
 
 def probe_random_init(spec: ViTSpec, data: ImageData, seeds: int,
-                      device: str | torch.device = "cpu", attentive: bool = False) -> ProbeRow:
+                      device: str | torch.device = "cpu", attentive: bool = False,
+                      n: int = PROBE_TRAIN) -> ProbeRow:
     rows = []
     for seed in range(seeds):
         torch.manual_seed(10_000 + seed)
         rows.append(probe_encoder("random init", VisionTransformer(spec).to(device), data, device,
-                                  attentive=attentive))
+                                  n, attentive))
     return average(rows, "random init")
 
 

@@ -49,3 +49,32 @@ def test_digits_are_built_in():
     assert data.train.images.shape[1:] == (3, 16, 16) and data.image_size == 16
     assert len(data.train) + len(data.val) + len(data.test) == 1797
     assert set(data.test.labels.tolist()) == set(range(10))
+
+
+MAKE_ONCE = """
+import sys, time
+import numpy as np
+from jepalab.data.shapes import cached
+def make():
+    with open(sys.argv[1], "a") as log:
+        log.write("made\\n")
+    time.sleep(1.0)  # long enough for the other process to ask meanwhile
+    return {"x": np.arange(3)}
+assert list(cached("lock-test", make)["x"]) == [0, 1, 2]
+"""
+
+
+def test_processes_asking_for_the_same_data_at_once_render_it_once(tmp_path):
+    """Parallel test workers (or two runs) share the cache: one renders, the other waits
+    and reads what it wrote."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, JEPALAB_CACHE=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join(sys.path))
+    log = tmp_path / "log"
+    workers = [subprocess.Popen([sys.executable, "-c", MAKE_ONCE, str(log)], env=env)
+               for _ in range(2)]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0]
+    assert log.read_text() == "made\n"

@@ -57,3 +57,24 @@ def test_probe_adds_the_per_frame_rows_and_the_confusion_matrix(tmp_path, monkey
     with pytest.raises(ConfigError, match="needs an image run"):
         probe_run(video, seeds=1, train_ceiling_if_missing=False, show_progress=False,
                   per_frame_dir=video)
+
+
+def test_one_pass_reads_the_pooled_features_and_the_tokens_of_every_chunk():
+    """The probes read pooled features and tokens from one forward pass per chunk: the same
+    as reading each alone (mean-pooled ViT; a class-token ViT; frames read one by one)."""
+    from jepalab.data.views import to_float
+    from jepalab.eval.attentive import extract_pooled_and_tokens, extract_tokens
+    from jepalab.eval.probes import extract_features
+
+    torch.manual_seed(0)
+    cls = VisionTransformer(ViTSpec("vit_nano", 16, 4, class_token=True)).eval()
+    images = torch.randint(0, 256, (7, 3, 16, 16), dtype=torch.uint8)
+    clips = torch.randint(0, 256, (5, 3, 3, 16, 16), dtype=torch.uint8)
+    for model, inputs in ((encoder(), images), (cls, images),
+                          (PerFrame(encoder(), average_time=False), clips)):
+        pooled, tokens = extract_pooled_and_tokens(model, inputs, batch_size=3)  # 3 chunks
+        torch.testing.assert_close(pooled, extract_features(model, inputs, batch_size=7))
+        torch.testing.assert_close(tokens, extract_tokens(model, inputs, batch_size=7))
+        assert len(pooled) == len(tokens) == len(inputs)
+    tokens = cls.forward(to_float(images[:2]))  # with a class token, features are its output
+    torch.testing.assert_close(extract_pooled_and_tokens(cls, images[:2])[0], tokens[:, 0])

@@ -60,13 +60,23 @@ class AttentiveProbeResult:
     test_predictions: torch.Tensor = field(repr=False)  # (N_test,) classes, for a confusion
 
 
-@torch.no_grad()
 def extract_tokens(encoder: nn.Module, inputs: torch.Tensor, batch_size: int = 250,
                    device: str | torch.device = "cpu") -> torch.Tensor:
     """Frozen patch tokens (N, T, D) of uint8 images or clips, no augmentation."""
+    return extract_pooled_and_tokens(encoder, inputs, batch_size, device)[1]
+
+
+@torch.no_grad()
+def extract_pooled_and_tokens(encoder: nn.Module, inputs: torch.Tensor, batch_size: int = 250,
+                              device: str | torch.device = "cpu"
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frozen pooled features (N, D) and patch tokens (N, T, D) of uint8 images or clips
+    from one forward pass (the encoder's `pooled_and_patches`), no augmentation."""
     encoder.eval()
-    return torch.cat([encoder.patch_tokens(to_float(inputs[i:i + batch_size].to(device)))
-                      .float().cpu() for i in range(0, len(inputs), batch_size)])
+    parts = [encoder.pooled_and_patches(to_float(inputs[i:i + batch_size].to(device)))
+             for i in range(0, len(inputs), batch_size)]
+    return (torch.cat([pooled.float().cpu() for pooled, _ in parts]),
+            torch.cat([tokens.float().cpu() for _, tokens in parts]))
 
 
 def _predict(probe: nn.Module, tokens: torch.Tensor, batch: int) -> torch.Tensor:

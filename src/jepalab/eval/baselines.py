@@ -12,7 +12,7 @@ import torch
 
 from jepalab.data.images import ImageData
 from jepalab.data.streaming import select
-from jepalab.eval.attentive import attentive_probe, extract_tokens
+from jepalab.eval.attentive import attentive_probe, extract_pooled_and_tokens
 from jepalab.eval.collapse import rankme
 from jepalab.eval.probes import extract_features, knn, linear_probe, pixel_features
 from jepalab.nn.vit import VisionTransformer, ViTSpec
@@ -60,13 +60,14 @@ def probe_encoder(name: str, encoder: torch.nn.Module, data: ImageData,
     the patch tokens, its test predictions in `row.attentive_predictions`) of the first n
     training images (or clips), val and test."""
     splits = (first(data.train.images, n), data.val.images, data.test.images)
-    row = probe_features(name, *(extract_features(encoder, x, device=device) for x in splits),
-                         data, n)
-    if attentive:
-        tokens = [extract_tokens(encoder, x, device=device) for x in splits]
-        result = attentive_probe(tokens[0], data.train.labels[:n], tokens[1], data.val.labels,
-                                 tokens[2], data.test.labels, num_classes=len(data.classes))
-        row.attentive, row.attentive_predictions = result.test_acc, result.test_predictions
+    if not attentive:
+        return probe_features(name, *(extract_features(encoder, x, device=device)
+                                      for x in splits), data, n)
+    pooled, tokens = zip(*(extract_pooled_and_tokens(encoder, x, device=device) for x in splits))
+    row = probe_features(name, *pooled, data, n)
+    result = attentive_probe(tokens[0], data.train.labels[:n], tokens[1], data.val.labels,
+                             tokens[2], data.test.labels, num_classes=len(data.classes))
+    row.attentive, row.attentive_predictions = result.test_acc, result.test_predictions
     return row
 
 

@@ -25,24 +25,25 @@ class PerFrame(nn.Module):
         super().__init__()
         self.encoder, self.average_time = encoder, average_time
 
-    def _per_frame(self, clips: torch.Tensor, read) -> torch.Tensor:
-        if clips.ndim != 5:
-            raise ValueError(f"PerFrame reads clips (B, T, C, H, W), got {tuple(clips.shape)}")
-        out = read(clips.flatten(0, 1))
-        return out.view(*clips.shape[:2], *out.shape[1:])
-
     def features(self, clips: torch.Tensor) -> torch.Tensor:
         """(B, D) time-averaged, else (B, T*D): each frame's pooled features in order."""
-        pooled = self._per_frame(clips, self.encoder.features)
-        return pooled.mean(1) if self.average_time else pooled.flatten(1)
+        return self.pooled_and_patches(clips)[0]
 
     def patch_tokens(self, clips: torch.Tensor) -> torch.Tensor:
         """(B, N, D) time-averaged, else (B, T*N, D + T'): every frame's tokens with its
         one-hot frame index (T' = T rounded up to a multiple of HEADS)."""
-        tokens = self._per_frame(clips, self.encoder.patch_tokens)  # (B, T, N, D)
+        return self.pooled_and_patches(clips)[1]
+
+    def pooled_and_patches(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`features` and `patch_tokens` from one pass of the image encoder over the frames."""
+        if clips.ndim != 5:
+            raise ValueError(f"PerFrame reads clips (B, T, C, H, W), got {tuple(clips.shape)}")
+        b, t = clips.shape[:2]
+        pooled, tokens = self.encoder.pooled_and_patches(clips.flatten(0, 1))
+        pooled, tokens = pooled.view(b, t, -1), tokens.view(b, t, *tokens.shape[1:])
         if self.average_time:
-            return tokens.mean(1)
-        b, t, n, _ = tokens.shape
+            return pooled.mean(1), tokens.mean(1)
+        n = tokens.shape[2]
         when = F.one_hot(torch.arange(t, device=tokens.device), -(-t // HEADS) * HEADS)
         when = when.to(tokens.dtype)[None, :, None].expand(b, t, n, -1)
-        return torch.cat([tokens, when], -1).flatten(1, 2)
+        return pooled.flatten(1), torch.cat([tokens, when], -1).flatten(1, 2)

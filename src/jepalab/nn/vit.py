@@ -242,9 +242,15 @@ class VisionTransformer(nn.Module):
         return self.norm(x)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        tokens = self.forward(images)
-        return tokens[:, 0] if self.num_prefix else tokens.mean(dim=1)
+        return self.pooled_and_patches(images)[0]
 
     def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """(B, N, D) outputs of the patches alone (the class token dropped)."""
-        return self.forward(images)[:, self.num_prefix:]
+        return self.pooled_and_patches(images)[1]
+
+    def pooled_and_patches(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`features` and `patch_tokens` from one forward pass (the attentive probe reads
+        both)."""
+        tokens = self.forward(images)
+        pooled = tokens[:, 0] if self.num_prefix else tokens.mean(dim=1)
+        return pooled, tokens[:, self.num_prefix:]

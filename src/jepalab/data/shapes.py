@@ -157,16 +157,17 @@ def cached(key: str, make) -> dict[str, np.ndarray]:
     Processes asking for the same key at once (parallel test workers, two runs) take turns:
     one makes it, the others read it."""
     path = cache_dir() / f"{key}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(path.with_suffix(".lock")):
-        if path.exists():
-            with np.load(path) as stored:
-                return {name: stored[name] for name in stored.files}
-        arrays = make()
-        temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(temporary, **arrays)
-        os.replace(temporary, path)
-        return arrays
+    if not path.exists():  # a file that is there is whole (renamed into place): no lock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(path.with_suffix(".lock")):
+            if not path.exists():  # nobody made it while this process waited
+                arrays = make()
+                temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
+                np.savez(temporary, **arrays)
+                os.replace(temporary, path)
+                return arrays
+    with np.load(path) as stored:
+        return {name: stored[name] for name in stored.files}
 
 
 @contextlib.contextmanager

@@ -222,3 +222,25 @@ def test_a_missing_logger_names_the_extra(tmp_path, monkeypatch):
 
     with pytest.raises(MissingExtra, match=r"pip install -e '\.\[log\]'"):
         train(tiny(steps=1, **{"train.wandb": "true"}), tmp_path, show_progress=False)
+
+
+def test_prefetch_reads_each_step_ahead_once_and_raises_at_the_step_that_failed():
+    from jepalab.train import Prefetch
+
+    reads = []
+
+    def read(step):
+        reads.append(step)
+        if step == 3:
+            raise OSError("unreadable file in step 3's batch")
+        return {"x": torch.tensor([step])}
+
+    ahead = Prefetch(read, end=5, pin=False)
+    try:
+        assert ahead.get(0)["x"].item() == 0  # a fresh video run's preview reads step 0 ...
+        assert [ahead.get(step)["x"].item() for step in (0, 1, 2)] == [0, 1, 2]  # ... then the loop
+        with pytest.raises(OSError, match="step 3"):
+            ahead.get(3)
+    finally:
+        ahead.close()
+    assert sorted(reads) == [0, 0, 1, 2, 3]  # step 1 was read ahead once, not twice

@@ -187,7 +187,9 @@ class Prefetch:
     def get(self, step: int) -> dict[str, torch.Tensor]:
         future = self.ahead.pop(step, None)
         batch = future.result() if future is not None else self._read(step)
-        if step + 1 < self.end:
+        # a step asked for twice (a fresh video run's preview, then the loop, both ask for
+        # step 0) reads the next one ahead once
+        if step + 1 < self.end and step + 1 not in self.ahead:
             self.ahead[step + 1] = self.pool.submit(self._read, step + 1)
         return batch
 

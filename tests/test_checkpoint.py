@@ -126,13 +126,27 @@ def poison_step(monkeypatch, at):
 
 def test_a_nonfinite_loss_stops_naming_step_method_and_last_good_checkpoint(tmp_path,
                                                                              monkeypatch):
-    from jepalab.train import NonFinite
+    from jepalab.nonfinite import NonFinite
 
     poison_step(monkeypatch, at=3)
     with pytest.raises(NonFinite, match=r"at step 3 \(method ijepa\): loss nan.*last good "
                        r"checkpoint is .*checkpoint-0000002.*on_nonfinite=skip"):
         train(tiny(6), tmp_path, show_progress=False)
     assert checkpoint.step_of(checkpoint.latest(tmp_path)) == 2  # nothing bad was saved
+
+
+def test_a_stop_read_at_the_next_log_step_names_the_first_bad_step_and_saves_nothing_after(
+        tmp_path, monkeypatch):
+    from jepalab.nonfinite import NonFinite
+
+    poison_step(monkeypatch, at=3)  # steps 3 and on are NaN; read at step 4's checkpoint
+    cfg = load_config("ijepa-shapes", TINY + ["train.steps=8", "train.log_every=8"])
+    with pytest.raises(NonFinite, match=r"at step 3 \(method ijepa\): loss nan.*last good "
+                       r"checkpoint is .*checkpoint-0000002"):
+        train(cfg, tmp_path, show_progress=False)
+    assert checkpoint.step_of(checkpoint.latest(tmp_path)) == 2
+    assert not (tmp_path / "metrics.jsonl").exists() or "loss" not in (
+        tmp_path / "metrics.jsonl").read_text()  # no NaN row was logged
 
 
 def test_skip_counts_the_nonfinite_step_and_trains_on(tmp_path, monkeypatch):

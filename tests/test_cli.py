@@ -60,9 +60,10 @@ def test_a_bug_is_shown_whole_with_a_request_for_a_report(monkeypatch, capsys):
 
 def test_a_nonfinite_run_stops_with_exit_3_and_what_to_do(monkeypatch, capsys):
     import jepalab.train
+    from jepalab.nonfinite import NonFinite
 
     def diverges(*args, **kwargs):
-        raise jepalab.train.NonFinite("non-finite training at step 3 (method ijepa)")
+        raise NonFinite("non-finite training at step 3 (method ijepa)")
 
     monkeypatch.setattr(jepalab.train, "train", diverges)
     assert main(["train", "ijepa-shapes", "--quiet"]) == 3

@@ -224,6 +224,18 @@ def test_a_missing_logger_names_the_extra(tmp_path, monkeypatch):
         train(tiny(steps=1, **{"train.wandb": "true"}), tmp_path, show_progress=False)
 
 
+def test_a_step_reads_nothing_back_to_the_host_between_log_steps(tmp_path, host_reads):
+    """The finiteness check and the logs wait on the device until a log step, so a GPU is
+    never stalled mid-window: twice the steps between two log steps, the same reads."""
+    reads = []
+    for steps in (3, 6):
+        cfg = tiny(steps, **{"train.log_every": steps, "train.monitor_every": 0})
+        with host_reads() as counter:
+            train(cfg, tmp_path / str(steps), show_progress=False)
+        reads.append(counter.reads)
+    assert reads[0] == reads[1] and reads[0]  # the log step itself reads the device
+
+
 def test_prefetch_reads_each_step_ahead_once_and_raises_at_the_step_that_failed():
     from jepalab.train import Prefetch
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 def cmd_train(args) -> int:
     from jepalab.config import ConfigError, apply_overrides, from_dict, load_config, recipe_names
-    from jepalab.train import Collapsed, Interrupted, NonFinite, train
+    from jepalab.nonfinite import NonFinite
+    from jepalab.train import Collapsed, Interrupted, train
 
     items = list(args.items)
     resume = [i for i in items if i.startswith("resume=")]

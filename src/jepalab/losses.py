@@ -144,7 +144,8 @@ def ntxent(z1: torch.Tensor, z2: torch.Tensor, *, temperature: float = 0.5) -> t
     anchors = torch.cat([first, first + total])                   # ... then of z2
     positives = torch.cat([first + total, first])
     sim = z[anchors] @ z.T / temperature                          # (2N, 2 W N)
-    sim = sim.masked_fill(F.one_hot(anchors, 2 * total).bool(), float("-inf"))
+    itself = anchors[:, None] == torch.arange(2 * total, device=z.device)  # (one_hot syncs)
+    sim = sim.masked_fill(itself, float("-inf"))
     return world_mean(F.cross_entropy(sim, positives))
 
 
@@ -374,4 +375,4 @@ def lejepa(embeddings: torch.Tensor, *, num_global: int = 2, lam: float = 0.05,
                                    device=embeddings.device)
     regulariser = sigreg(embeddings, knots=knots, directions=directions)
     loss = (1 - lam) * prediction + lam * regulariser
-    return loss, {"prediction": prediction.item(), "sigreg": regulariser.item()}
+    return loss, {"prediction": prediction.detach(), "sigreg": regulariser.detach()}

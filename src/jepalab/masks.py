@@ -167,3 +167,12 @@ def random_mask(batch: int, num_tokens: int, *, mask_ratio: float = 0.75,
     keep = max(1, int(round(num_tokens * (1 - mask_ratio))))
     order = torch.rand(batch, num_tokens, generator=generator).argsort(dim=1)
     return order[:, :keep].sort(1).values, order[:, keep:].sort(1).values
+
+
+def to_device(index: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A mask drawn on the host, moved to `device` without a host sync: on a GPU it is
+    pinned and copied asynchronously (a copy from pageable memory waits for the GPU's queue
+    to drain)."""
+    if torch.device(device).type != "cuda":
+        return index.to(device)
+    return index.pin_memory().to(device, non_blocking=True)

@@ -32,6 +32,7 @@ from jepalab.build import Previews, build_method, embeds, load_data, monitored
 from jepalab.config import Config, ConfigError, absolute_paths
 from jepalab.eval.collapse import CollapseWarning, health
 from jepalab.eval.probes import extract_features
+from jepalab.nonfinite import FiniteCheck
 from jepalab.report import read_metrics
 from jepalab.runlog import MetricsLog
 
@@ -197,21 +198,6 @@ class Prefetch:
         self.pool.shutdown(cancel_futures=True)
 
 
-class NonFinite(FloatingPointError):
-    """A NaN or inf loss or gradient with train.on_nonfinite=stop."""
-
-
-def _nonfinite_message(cfg: Config, step: int, out, grad_norm: torch.Tensor,
-                       run_dir: Path) -> str:
-    terms = ", ".join(f"{k} {v:.4g}" for k, v in out.logs.items() if isinstance(v, float))
-    good = checkpoint.latest(run_dir)
-    terms = f"; loss terms: {terms}" if terms else ""
-    return (f"non-finite training at step {step} (method {cfg.method_name}): loss "
-            f"{out.loss.item():.4g}, gradient norm {float(grad_norm):.4g}{terms}; the last "
-            f"good checkpoint is {good or 'none (none was written yet)'}. Lower optim.lr, "
-            "check the data, or set train.on_nonfinite=skip to skip such steps")
-
-
 class Interrupted(Exception):
     """Training stopped on request after a checkpoint; resume continues it."""
 
@@ -289,6 +275,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         return data.train.batch(index[world.rank * per_rank:(world.rank + 1) * per_rank])
 
     ahead = Prefetch(read, end, pin=device.type == "cuda")
+    finite = FiniteCheck(cfg.train.on_nonfinite, device)
 
     def fetch(step: int) -> dict[str, torch.Tensor]:
         return {key: value.to(device, non_blocking=True) for key, value in ahead.get(step).items()}
@@ -302,6 +289,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
         return elapsed_before + time.perf_counter() - began
 
     def save():  # every process: FSDP2 gathers the shards; the main process writes
+        finite.raise_if_bad(cfg.method_name, run_dir)  # a bad update is never saved
         checkpoint.save(run_dir, step, method, optimizer,
                         {"config": cfg.to_dict(), "world_size": world.size,
                          "elapsed_s": elapsed(), "nonfinite_skipped": skipped,
@@ -324,28 +312,25 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
                 grad_norm = distributed.full_tensor(grad_norm)  # FSDP2: a replicated DTensor
-                # one check of loss and gradient (the scaler skips fp16 overflows itself)
-                checked = out.loss.detach() if scaler.is_enabled() else \
-                    out.loss.detach() + grad_norm
-                if not torch.isfinite(checked):
-                    if cfg.train.on_nonfinite == "stop":
-                        raise NonFinite(_nonfinite_message(cfg, step + 1, out, grad_norm,
-                                                          run_dir))
-                    skipped += 1  # no update, no teacher / queue update: as if never drawn
-                    optimizer.zero_grad(set_to_none=True)
-                else:
+                # on the device, read at log steps (the scaler skips fp16 overflows itself)
+                if finite.check(step + 1, out.loss, grad_norm, not scaler.is_enabled()):
                     scaler.step(optimizer)
                     scaler.update()
                     method.on_step_end((step + 1) / total)
+                else:  # train.on_nonfinite=skip
+                    skipped += 1  # no update, no teacher / queue update: as if never drawn
+                    optimizer.zero_grad(set_to_none=True)
                 step += 1
                 window_samples += cfg.train.batch_size
 
                 if step % cfg.train.log_every == 0 or step == end:
+                    finite.raise_if_bad(cfg.method_name, run_dir)  # the step's first host read
                     window = time.perf_counter() - window_start
                     values = {"loss": out.loss.item(), "lr": lr, "weight_decay": weight_decay,
                               "grad_norm": float(grad_norm), "nonfinite_skipped": skipped,
                               "samples_per_s": window_samples / max(window, 1e-9),
-                              "elapsed_s": elapsed(), **out.logs}
+                              "elapsed_s": elapsed(),
+                              **{key: float(value) for key, value in out.logs.items()}}
                     if cfg.train.monitor_every and (step % cfg.train.monitor_every == 0
                                                     or step == total):
                         values.update(monitor(unsharded.get(monitored(method)),

@@ -21,7 +21,7 @@ def images(n):
     return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)
 
 
-def test_shapes_and_rows_are_encoded_independently():
+def test_shapes_and_rows_are_encoded_independently(host_reads):
     method = small_method()
     x = to_float(images(4))
     z = method.encode_rows(x)
@@ -38,7 +38,9 @@ def test_shapes_and_rows_are_encoded_independently():
     torch.testing.assert_close(c2[:, :row], c[:, :row])          # context before it: untouched
     assert (c2[:, row:] - c[:, row:]).abs().amax(-1).min() > 1e-4  # from it on: changed
 
-    out = method({"images": images(4), "labels": torch.zeros(4, dtype=torch.long)})
+    with host_reads() as counter:  # the step and its logs stay on the device
+        out = method({"images": images(4), "labels": torch.zeros(4, dtype=torch.long)})
+    assert counter.reads == {}
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     assert sorted(out.logs) == [f"mi_bound_k{k}" for k in range(1, 6)]
     assert method.eval_encoder() is method.encoder

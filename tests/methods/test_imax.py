@@ -64,11 +64,13 @@ def test_builtin_data_set_has_splits_and_disparity_labels():
     assert len(data.train.labels.unique()) >= 8
 
 
-def test_step_gives_imax_of_adjacent_modules_and_gradients_to_every_module():
+def test_step_gives_imax_of_adjacent_modules_and_gradients_to_every_module(host_reads):
     torch.manual_seed(0)
     method = imax.Method(imax.Config(modules=10), ViTSpec("vit_nano", 40, 4), num_classes=10)
     batch = {"images": make_stereograms(32, seed=0).images, "labels": torch.zeros(32).long()}
-    out = method(batch)
+    with host_reads() as counter:  # the step and its logs stay on the device
+        out = method(batch)
+    assert counter.reads == {}
     y = method.eval_encoder().features(to_float(batch["images"]))
     assert y.shape == (32, 10)
     a, b = y[:, :-1], y[:, 1:]

@@ -218,3 +218,16 @@ def test_mocov3_negatives_come_from_every_process(tmp_path, port):
     # is the one-process loss on the whole batch
     assert ((ranks[0] + ranks[1]) / 2).item() == pytest.approx(contrast(q, k, 0.2).item(),
                                                                rel=1e-5)
+
+
+@pytest.mark.parametrize("name", IMAGE_METHODS + ["ijepa", "supervised"])
+def test_a_step_reads_nothing_back_to_the_host(name, host_reads):
+    """Forward, backward and on_step_end keep every value on the device, the logs included
+    (the trainer reads them at log steps), so a GPU never waits for the host mid-run."""
+    method = build(name)
+    with host_reads() as counter:
+        out = method(batch())
+        out.loss.backward()
+        method.on_step_end(0.5)
+    assert counter.reads == {}
+    assert all(isinstance(value, (float, torch.Tensor)) for value in out.logs.values())

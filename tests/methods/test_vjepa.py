@@ -22,17 +22,20 @@ def method():
     return build_method(load_config("vjepa-moving-shapes", TINY), 10)
 
 
-def test_a_step_trains_the_context_encoder_and_predictor_not_the_teacher():
+def test_a_step_trains_the_context_encoder_and_predictor_not_the_teacher(host_reads):
     vjepa = method()
     clips = torch.randint(0, 256, (6, 4, 3, 16, 16), dtype=torch.uint8)
-    out = vjepa({"clips": clips, "labels": torch.zeros(6, dtype=torch.long)})
+    with host_reads() as counter:  # the step, its logs and the EMA stay on the device
+        out = vjepa({"clips": clips, "labels": torch.zeros(6, dtype=torch.long)})
+        out.loss.backward()
+        vjepa.on_step_end(0.5)
+    assert counter.reads == {}
     assert torch.isfinite(out.loss) and out.loss > 0
     assert {"short_loss", "long_loss", "short_context_tokens"} <= out.logs.keys()
     # the long-range mask hides more of the clip than the short-range one
     assert out.logs["long_context_tokens"] < out.logs["short_context_tokens"]
     assert out.loss.item() == pytest.approx((out.logs["short_loss"] + out.logs["long_loss"]) / 2,
                                             rel=1e-5)
-    out.loss.backward()
     assert vjepa.context_encoder.patch_embed.proj.weight.grad.abs().sum() > 0
     assert vjepa.predictor.mask_token.grad.abs().sum() > 0
     assert all(p.grad is None for p in vjepa.target_encoder.parameters())
@@ -77,15 +80,17 @@ def test_a_video_run_is_probed_with_the_attentive_probe_beside_its_baselines(tmp
 
 @pytest.mark.parametrize("overrides", [[], ["method.sigreg_on=tokens",
                                             "method.stop_gradient=true"]])
-def test_vjepa_sigreg_step_mixes_prediction_and_sigreg(overrides):
+def test_vjepa_sigreg_step_mixes_prediction_and_sigreg(overrides, host_reads):
     torch.manual_seed(0)
     vjepa = build_method(load_config("vjepa-sigreg-moving-shapes", TINY + overrides), 10)
     clips = torch.randint(0, 256, (6, 4, 3, 16, 16), dtype=torch.uint8)
-    out = vjepa({"clips": clips, "labels": torch.zeros(6, dtype=torch.long)})
+    with host_reads() as counter:
+        out = vjepa({"clips": clips, "labels": torch.zeros(6, dtype=torch.long)})
+        out.loss.backward()
+    assert counter.reads == {}
     lam = vjepa.cfg.lam
     assert out.loss.item() == pytest.approx((1 - lam) * out.logs["prediction"]
                                             + lam * out.logs["sigreg"], rel=1e-5)
-    out.loss.backward()
     assert vjepa.encoder.patch_embed.proj.weight.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="sigreg_on must be one of"):
         load_config("vjepa-sigreg-moving-shapes", ["method.sigreg_on=frames"])

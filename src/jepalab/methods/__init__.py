@@ -52,8 +52,11 @@ METHODS = {
 
 @dataclass
 class StepOutput:
+    """The step's loss and what to log beside it: floats, or 0-dim tensors (detached) that
+    stay on the device until the trainer reads them at a log step, so that a step needs no
+    host sync."""
     loss: torch.Tensor
-    logs: dict[str, float] = field(default_factory=dict)
+    logs: dict[str, float | torch.Tensor] = field(default_factory=dict)
 
 
 def method_module(name: str) -> ModuleType:

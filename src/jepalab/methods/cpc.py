@@ -110,10 +110,9 @@ class Method(nn.Module):
                 losses.info_nce(query[:, t], z[:, t + k], temperature=self.cfg.temperature)
                 for t in range(rows - k)]))
         loss = torch.cat(per_offset).mean()
-        per_k = torch.stack([terms.mean() for terms in per_offset]).tolist()
         candidates = x.shape[0] * world_size()   # info_nce contrasts with every process's rows
-        logs = {f"mi_bound_k{k}": math.log(candidates) - value
-                for k, value in enumerate(per_k, start=1)}
+        logs = {f"mi_bound_k{k}": math.log(candidates) - terms.detach().mean()
+                for k, terms in enumerate(per_offset, start=1)}
         return StepOutput(loss, logs)
 
     def on_step_end(self, progress: float) -> None:

@@ -84,11 +84,14 @@ class Method(nn.Module):
         self.register_buffer("progress", torch.zeros(()))
         self._teacher_logits = None
 
-    def teacher_temperature(self) -> float:
-        cfg, progress = self.cfg, float(self.progress)
-        if cfg.teacher_temp_warmup <= 0 or progress >= cfg.teacher_temp_warmup:
-            return cfg.teacher_temp
-        fraction = progress / cfg.teacher_temp_warmup
+    def teacher_temperature(self) -> torch.Tensor:
+        """The teacher's temperature at the training progress, linear from teacher_temp_start
+        to teacher_temp over the warm-up; a 0-dim tensor on the buffers' device (no host
+        sync)."""
+        cfg = self.cfg
+        if cfg.teacher_temp_warmup <= 0:
+            return torch.full((), cfg.teacher_temp, device=self.progress.device)
+        fraction = (self.progress / cfg.teacher_temp_warmup).clamp(max=1.0)
         return cfg.teacher_temp_start + fraction * (cfg.teacher_temp - cfg.teacher_temp_start)
 
     def forward(self, batch: dict) -> StepOutput:
@@ -105,7 +108,7 @@ class Method(nn.Module):
         loss = losses.dino(student, teacher, self.center, student_temp=self.cfg.student_temp,
                            teacher_temp=temperature)
         self._teacher_logits = teacher
-        return StepOutput(loss, {"teacher_temp": temperature})
+        return StepOutput(loss, {"teacher_temp": temperature.detach()})
 
     def on_step_end(self, progress: float) -> None:
         momentum = ema_momentum(progress, self.cfg.ema_start, self.cfg.ema_end, cosine=True)

@@ -52,7 +52,7 @@ class MaskedPredictionConfig:
             batch, grid, num_targets=self.num_targets, target_scale=self.target_scale,
             target_aspect=self.target_aspect, context_scale=self.context_scale,
             min_keep=self.min_keep)
-        return context_idx.to(device), target_idx.to(device)
+        return masks.to_device(context_idx, device), masks.to_device(target_idx, device)
 
 
 class TargetTokens(nn.Module):

@@ -55,7 +55,7 @@ class Method(nn.Module):
         latent = losses.jepa_latent(prediction, targets, kind=cfg.loss)
         regulariser = losses.sigreg(tokens.mean(1), num_slices=cfg.num_slices, knots=cfg.knots)
         loss = (1 - cfg.lam) * latent + cfg.lam * regulariser
-        return StepOutput(loss, {"prediction": latent.item(), "sigreg": regulariser.item()})
+        return StepOutput(loss, {"prediction": latent.detach(), "sigreg": regulariser.detach()})
 
     def on_step_end(self, progress: float) -> None:
         pass

@@ -109,7 +109,7 @@ class Method(nn.Module):
     def forward(self, batch: dict) -> StepOutput:
         y = self.encoder.features(to_float(batch["images"]))
         loss = losses.imax(y[:, :-1], y[:, 1:])
-        return StepOutput(loss, {"imax_nats": -loss.item()})
+        return StepOutput(loss, {"imax_nats": -loss.detach()})
 
     def on_step_end(self, progress: float) -> None:
         pass

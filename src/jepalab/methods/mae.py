@@ -82,7 +82,7 @@ class Method(nn.Module):
         x = self.view(batch["images"])
         n = self.encoder.num_patches
         keep, masked = masks.random_mask(len(x), n, mask_ratio=self.cfg.mask_ratio)
-        keep, masked = keep.to(x.device), masked.to(x.device)
+        keep, masked = masks.to_device(keep, x.device), masks.to_device(masked, x.device)
         prediction = self.decoder(self.encoder(x, keep=keep), keep)
         mask = torch.zeros(len(x), n, device=x.device).scatter_(1, masked, 1.0)
         loss = losses.mae_pixel(prediction, patchify(x, self.spec.patch_size), mask,

@@ -54,10 +54,10 @@ class Queue(nn.Module):
 
     @torch.no_grad()
     def push(self, keys: torch.Tensor) -> None:
-        size, start = len(self.keys), int(self.pointer)
-        index = (start + torch.arange(len(keys), device=keys.device)) % size
+        size = len(self.keys)  # the pointer stays on the device: no host sync
+        index = (self.pointer + torch.arange(len(keys), device=keys.device)) % size
         self.keys[index[-size:]] = keys[-size:].to(self.keys.dtype)
-        self.pointer.fill_((start + len(keys)) % size)
+        self.pointer.copy_((self.pointer + len(keys)) % size)
 
 
 class Method(nn.Module):

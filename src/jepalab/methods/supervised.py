@@ -43,7 +43,7 @@ class Method(nn.Module):
         inputs = batch["clips"] if "clips" in batch else batch["images"]
         logits = self.head(self.encoder.features(self.view(inputs)))
         loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.cfg.label_smoothing)
-        accuracy = (logits.argmax(1) == batch["labels"]).float().mean().item()
+        accuracy = (logits.argmax(1) == batch["labels"]).float().mean().detach()
         return StepOutput(loss, {"train_acc": accuracy})
 
     def on_step_end(self, progress: float) -> None:

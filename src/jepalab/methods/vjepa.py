@@ -65,7 +65,7 @@ class TubeMaskConfig:
             context, target = masks.multiblock_3d(batch, grid, num_blocks=blocks,
                                                   spatial_scale=(scale, scale),
                                                   aspect=self.aspect)
-            out.append((context.to(device), target.to(device)))
+            out.append((masks.to_device(context, device), masks.to_device(target, device)))
         return out
 
 
@@ -125,7 +125,7 @@ class Method(nn.Module):
             prediction = self.predictor(context, context_idx, target_idx[:, None])[:, 0]
             terms.append(losses.jepa_latent(prediction, gather_tokens(tokens, target_idx),
                                             kind=cfg.loss))
-            logs[f"{name}_loss"] = terms[-1].item()
+            logs[f"{name}_loss"] = terms[-1].detach()
             logs[f"{name}_context_tokens"] = float(context_idx.shape[1])
         return StepOutput(torch.stack(terms).mean(), logs)
 

@@ -75,7 +75,7 @@ class Method(nn.Module):
         embeddings = tokens.mean(1) if cfg.sigreg_on == "pooled" else tokens.flatten(0, 1)
         regulariser = losses.sigreg(embeddings, num_slices=cfg.num_slices, knots=cfg.knots)
         loss = (1 - cfg.lam) * latent + cfg.lam * regulariser
-        return StepOutput(loss, {"prediction": latent.item(), "sigreg": regulariser.item()})
+        return StepOutput(loss, {"prediction": latent.detach(), "sigreg": regulariser.detach()})
 
     def preview(self, batch: dict) -> np.ndarray:
         return tube_preview(batch["clips"], self.view, self.cfg, self.grid)

@@ -114,7 +114,7 @@ class Method(nn.Module):
         b, t = frames.shape[:2]
         z = self.encode(frames.flatten(0, 1)).unflatten(0, (b, t))      # (B, T, N, D)
         prediction = F.mse_loss(self.predict(z[:, :-1], batch["actions"]), z[:, 1:])
-        return StepOutput(prediction, {"prediction": prediction.item()})
+        return StepOutput(prediction, {"prediction": prediction.detach()})
 
     def on_step_end(self, progress: float) -> None:
         pass

@@ -80,7 +80,7 @@ class Method(nn.Module):
         prediction = F.mse_loss(predicted, z[:, 1:])
         regulariser = sigreg(z[:, :, 0].transpose(0, 1), num_slices=self.cfg.sigreg_slices)
         loss = prediction + self.cfg.sigreg_weight * regulariser
-        logs = {"prediction": prediction.item(), "sigreg_term": regulariser.item()}
+        logs = {"prediction": prediction.detach(), "sigreg_term": regulariser.detach()}
         steps = self.cfg.rollout_steps
         if steps:
             if steps > t - 1:
@@ -89,7 +89,7 @@ class Method(nn.Module):
             imagined = rollout(self, z[:, :1], batch["actions"][:, :0], batch["actions"][:, :steps])
             multi_step = F.mse_loss(imagined, z[:, 1:steps + 1])
             loss = loss + multi_step
-            logs["rollout"] = multi_step.item()
+            logs["rollout"] = multi_step.detach()
         return StepOutput(loss, logs)
 
     def on_step_end(self, progress: float) -> None:

@@ -119,12 +119,12 @@ class Method(nn.Module):
                              f"{t}; raise data.window or lower method.rollout_steps")
         z = self.encode(frames.flatten(0, 1)).unflatten(0, (b, t))      # (B, T, N, D)
         teacher = (self.predict(z[:, :-1], actions) - z[:, 1:]).abs().mean()
-        loss, logs = teacher, {"teacher_forcing": teacher.item()}
+        loss, logs = teacher, {"teacher_forcing": teacher.detach()}
         k = self.cfg.rollout_steps
         if k:
             rolled = rollout(self, z[:, :1], actions[:, :0], actions[:, :k])
             free = (rolled - z[:, 1:k + 1]).abs().mean()
-            loss, logs["rollout"] = loss + free, free.item()
+            loss, logs["rollout"] = loss + free, free.detach()
         return StepOutput(loss, logs)
 
     def on_step_end(self, progress: float) -> None:

@@ -51,8 +51,9 @@ class DataConfig:
     #                        videofolder: frames this many apart in the video
     on_bad_file: str = "stop"  # imagefolder / videofolder: an unreadable file stops the load
     #                            naming it, or (skip) is left out and counted in data.json
-    stream: bool = False   # imagefolder: decode files as batches need them (data larger than
-    #                        memory) instead of all at load; same batches, slower per step
+    stream: bool = False   # imagefolder / videofolder / trajectories: read files as batches
+    #                        need them (data larger than memory) instead of all at load;
+    #                        same batches, slower per step
 
     @property
     def kind(self) -> str:

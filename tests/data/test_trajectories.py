@@ -109,3 +109,77 @@ def test_killed_collection_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         collect("two-room", tmp_path / "t.h5", episodes=5, steps=10, show_progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_streamed_file_serves_the_same_windows_reading_frames_by_window(small_file):
+    import pickle
+
+    from jepalab.data.trajectories import FileFrames
+
+    kwargs = dict(image_size=8, window=3, frameskip=2, val_fraction=0.34)  # resized frames
+    memory = load_trajectories(small_file, **kwargs)
+    streamed = load_trajectories(small_file, stream=True, **kwargs)
+    assert isinstance(streamed.train.images, FileFrames)
+    assert len(streamed.train.images) == len(memory.train.images) == 26
+    index = torch.tensor([0, 7, 7, 17, 3])  # repeats and any order, as a step's batch
+    for split in ("train", "val"):
+        ours, theirs = getattr(streamed, split), getattr(memory, split)
+        assert torch.equal(ours.images[:], theirs.images)
+        pick = index[index < len(ours)]
+        for key, value in ours.batch(pick).items():
+            assert torch.equal(value, theirs.batch(pick)[key]), (split, key)
+    assert torch.equal(streamed.monitor_inputs(5), memory.monitor_inputs(5))
+    # it travels to another process without its open file
+    clone = pickle.loads(pickle.dumps(streamed.train.images))
+    assert torch.equal(clone[[4, 1]], memory.train.images[[4, 1]])
+    # a batch reads only its windows' frames
+    reads = []
+    frames = streamed.train.images
+    original = frames.read
+    frames.read = lambda positions: reads.append(sorted(set(positions))) or original(positions)
+    streamed.train.batch(torch.tensor([0, 0, 5]))
+    assert reads == [[0, 2, 4, 5, 7, 9]]  # windows 0 and 5: frames 0, 2, 4 and 5, 7, 9
+
+
+def test_a_streamed_world_model_run_resumes_exactly_and_matches_in_memory(small_file,
+                                                                          tmp_path):
+    from safetensors.torch import load_file
+
+    from jepalab import checkpoint
+    from jepalab.config import from_dict
+    from jepalab.train import train
+
+    def config(stream):
+        return from_dict({
+            "method": {"name": "lewm", "history": 2, "embed_dim": 16, "projector_hidden": 32,
+                       "predictor_width": 32, "predictor_depth": 1, "predictor_heads": 2,
+                       "sigreg_slices": 16},
+            "data": {"name": f"trajectories:{small_file}", "image_size": 8, "window": 3,
+                     "frameskip": 2, "stream": stream},
+            "model": {"arch": "vit_nano", "patch_size": 4},
+            "optim": {"warmup_steps": 1},
+            "train": {"steps": 4, "batch_size": 8, "log_every": 1, "monitor_every": 2,
+                      "checkpoint_every": 2, "collapse_rankme": 0, "collapse_spread": 0}})
+    train(config(True), tmp_path / "whole", show_progress=False)
+    train(config(True), tmp_path / "parts", show_progress=False, stop_at=2)
+    train(config(True), tmp_path / "parts", resume=True, show_progress=False)
+    train(config(False), tmp_path / "memory", show_progress=False)
+    runs = [checkpoint.latest(tmp_path / run) for run in ("whole", "parts", "memory")]
+    reference = load_file(runs[0] / "model.safetensors")
+    for run in runs[1:]:
+        other = load_file(run / "model.safetensors")
+        assert all(torch.equal(other[k], reference[k]) for k in reference), run
+
+
+@pytest.mark.parametrize("chunks", [None, (1, 2), (4, 2), (64, 2)])
+def test_read_rows_reads_each_row_once_whatever_the_chunking(tmp_path, chunks, small_file):
+    from jepalab.data.trajectories import read_rows
+
+    values = np.arange(200).reshape(100, 2)
+    with h5py.File(tmp_path / "rows.h5", "w") as f:
+        f.create_dataset("x", data=values, chunks=chunks)
+        rows = np.array([0, 3, 4, 5, 63, 64, 99])
+        assert np.array_equal(read_rows(f["x"], rows), values[rows])
+        assert read_rows(f["x"], rows[:0]).shape == (0, 2)
+    with h5py.File(small_file) as f:  # collect writes a frame per chunk: reads by window
+        assert f["pixels"].chunks == (1, 16, 16, 3)

@@ -85,3 +85,31 @@ def test_npyvideo_reads_clips_and_their_labels(tmp_path):
         load_npyvideo(tmp_path / "float.npy", image_size=12, frames=5)
     with pytest.raises(DataError, match="fewer than data.frames 8"):
         load_npyvideo(tmp_path / "clips.npy", image_size=12, frames=8)
+
+
+def test_a_streamed_videofolder_serves_the_same_clips_decoding_only_a_batch(folder, tmp_path):
+    from jepalab.data.video_files import FileClips
+
+    memory = load_videofolder(folder, image_size=16, frames=4, seed=3)
+    streamed = load_videofolder(folder, image_size=16, frames=4, seed=3, stream=True)
+    assert isinstance(streamed.train.clips, FileClips)
+    assert streamed.describe() == memory.describe()
+    for name in ("train", "val", "test"):
+        ours, theirs = getattr(streamed, name), getattr(memory, name)
+        assert torch.equal(ours.labels, theirs.labels)
+        assert torch.equal(ours.clips[:], theirs.clips)
+    index = torch.tensor([4, 0, 4, 2])  # repeats and any order, as a step's batch
+    assert torch.equal(streamed.train.batch(index)["clips"], memory.train.batch(index)["clips"])
+    assert torch.equal(streamed.monitor_inputs(3), memory.monitor_inputs(3))
+    # a file that breaks after the run started stops the batch that reads it, naming it
+    broken = tmp_path / "videos"
+    for name in ("left", "right"):
+        (broken / name).mkdir(parents=True)
+        for i in range(2):
+            write_video(broken / name / f"ok{i}.mp4", 12)
+    data = load_videofolder(broken, image_size=16, frames=4, stream=True)
+    (broken / "left" / "ok0.mp4").write_bytes(b"no longer a video")
+    with pytest.raises(DataError, match=r"ok0.mp4.*data.stream=true"):
+        torch.cat([data.train.clips[:], data.val.clips[:], data.test.clips[:]])
+    with pytest.raises(DataError, match="cannot both stream and skip"):
+        load_videofolder(folder, image_size=16, frames=4, stream=True, skip_bad=True)

@@ -12,9 +12,11 @@ A data set's name is `NAME` (built in) or `NAME:PATH` (read from disk):
                        (see `moving_shapes.py`); moving_shapes_hard with distractors
   moving_shapes_frames every frame of moving_shapes' clips as an image (the per-frame
                        baseline's training data); moving_shapes_hard_frames likewise
-  videofolder:PATH     PATH/<class>/<video>, decoded with PyAV (see `video_files.py`)
+  videofolder:PATH     PATH/<class>/<video>, decoded with PyAV (see `video_files.py`);
+                       with data.stream=true a clip is decoded when a batch needs it
   npyvideo:FILE        a uint8 array of clips (N, T, H, W[, C]), labels beside it
-  trajectories:FILE    HDF5 episodes from `jepalab collect` (windows for world models)
+  trajectories:FILE    HDF5 episodes from `jepalab collect` (windows for world models);
+                       with data.stream=true frames are read by window as batches need them
 
 Its kind says what it serves and so which methods it can train: "images" (ImageData),
 "videos" (VideoData) or "trajectories" (TrajectoryData). Each loaded data set answers
@@ -87,7 +89,7 @@ def _videofolder(path, cfg):
 
     return load_videofolder(path, image_size=cfg.image_size, frames=cfg.frames,
                             stride=cfg.frameskip, seed=cfg.seed,
-                            skip_bad=cfg.on_bad_file == "skip")
+                            skip_bad=cfg.on_bad_file == "skip", stream=cfg.stream)
 
 
 def _npyvideo(path, cfg):
@@ -100,7 +102,7 @@ def _trajectories(path, cfg):
     from jepalab.data.trajectories import load_trajectories
 
     return load_trajectories(path, image_size=cfg.image_size, window=cfg.window,
-                             frameskip=cfg.frameskip, seed=cfg.seed)
+                             frameskip=cfg.frameskip, seed=cfg.seed, stream=cfg.stream)
 
 
 SOURCES = {
@@ -113,10 +115,10 @@ SOURCES = {
     "moving_shapes_hard": Source("videos", False, _moving_shapes("hard")),
     "moving_shapes_frames": Source("images", False, _moving_shapes("easy", as_frames=True)),
     "moving_shapes_hard_frames": Source("images", False, _moving_shapes("hard", as_frames=True)),
-    "videofolder": Source("videos", True, _videofolder),
+    "videofolder": Source("videos", True, _videofolder, streams=True),
     "npyvideo": Source("videos", True, _npyvideo),
     "trajectories": Source("trajectories", True, _trajectories,
-                           "trajectories:FILE.h5 (from `jepalab collect`)"),
+                           "trajectories:FILE.h5 (from `jepalab collect`)", streams=True),
 }
 
 

@@ -1,13 +1,16 @@
-"""Image files decoded on demand: `read_image` for one file, `FileImages` for many.
+"""Data read from disk on demand (data.stream=true), for data sets larger than memory.
 
-`FileImages` is what a streamed image folder (`data.stream=true`) holds in place of a pixel
-tensor: the file names and a size, no pixels. It answers `len`, `shape`, `dtype`, `ndim`
-and indexing (an int, a slice, an index tensor or array) with uint8 pixels, decoding just
-those files, several at once in a small thread pool (PIL decodes and resizes without the
-GIL). A `Split` takes it as its images, so `split.batch(index)` reads only the batch, and
+`LazyRows` is what a streamed data set holds in place of a pixel tensor: where its rows
+are, no pixels. It answers `len`, `shape`, `dtype`, `ndim` and indexing (an int, a slice,
+an index tensor or array of any shape) with uint8 pixels, reading just the rows selected.
+A split takes it as its images or clips, so `split.batch(index)` reads only the batch, and
 code that reads `split.images[i:j]` (probes, the collapse monitor) reads only that slice.
+Its kinds: `FileImages` here (an image folder), `video_files.FileClips` (a video folder,
+a clip per file) and `trajectories.FileFrames` (an HDF5 trajectory file's frames, read by
+window). Files are decoded several at once in a small thread pool (PIL and PyAV decode
+without the GIL).
 
-Decoding draws no random numbers, so a batch depends only on its indices and the files:
+Reading draws no random numbers, so a batch depends only on its indices and the files:
 exact resume holds, and the trainer may fetch a batch from another thread.
 """
 from __future__ import annotations
@@ -22,6 +25,9 @@ import torch
 from jepalab.data.images import DataError
 
 DECODE_THREADS = min(8, os.cpu_count() or 1)
+STREAM_HINT = ("a streamed folder (data.stream=true) reads each file when a batch needs it: "
+               "replace the file, or remove it and start the run afresh (the file list is "
+               "fixed when a run starts)")
 
 
 def _to_rgb(im):
@@ -63,56 +69,84 @@ def _pool() -> ThreadPoolExecutor:
 os.register_at_fork(after_in_child=_pool.cache_clear)  # a forked child starts its own pool
 
 
-class FileImages:
-    """A lazy uint8 (N, 3, size, size) array of image files; indexing decodes those files."""
+class LazyRows:
+    """A lazy uint8 array (N, *row_shape) whose rows are read on demand: it answers `len`,
+    `shape`, `dtype`, `ndim` and indexing (an int, a slice, or an index tensor or array of
+    any shape) with pixels, reading just the rows selected. A subclass says how rows are
+    read (`read(positions) -> uint8 (n, *row_shape)`) and how a subset of them is named."""
 
     dtype = torch.uint8
-    ndim = 4
 
-    def __init__(self, files: list[str], size: int):
-        self.files, self.size = list(files), size
+    def __init__(self, count: int, row_shape: tuple[int, ...]):
+        self.count, self.row_shape = count, tuple(row_shape)
 
     def __len__(self) -> int:
-        return len(self.files)
+        return self.count
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.row_shape)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self), *self.row_shape))
+
+    def _positions(self, key) -> torch.Tensor:
+        """The row positions `key` selects, in its shape (0-dim: one row, no batch axis)."""
+        if isinstance(key, (int, np.integer)):
+            return torch.tensor(range(len(self))[key])
+        if isinstance(key, slice):
+            return torch.arange(len(self))[key]
+        return torch.arange(len(self))[torch.as_tensor(key)]  # tensors, arrays, masks
+
+    def read(self, positions: list[int]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def subset(self, key) -> LazyRows:
+        raise NotImplementedError
+
+    def __getitem__(self, key) -> torch.Tensor:
+        positions = self._positions(key)
+        rows = self.read(positions.reshape(-1).tolist())
+        return rows.reshape(*positions.shape, *self.row_shape)
+
+
+def read_in_pool(read_one, items: list, out: torch.Tensor) -> torch.Tensor:
+    """`out[i] = read_one(items[i])` for every i, several at once in the decode pool."""
+    def fill(row: int, item) -> None:  # straight into the batch: one copy
+        out[row] = read_one(item)
+
+    list(_pool().map(fill, range(len(items)), items))
+    return out
+
+
+class FileImages(LazyRows):
+    """A lazy uint8 (N, 3, size, size) array of image files; indexing decodes those files."""
+
+    def __init__(self, files: list[str], size: int):
+        super().__init__(len(files), (3, size, size))
+        self.files, self.size = list(files), size
 
     def __repr__(self) -> str:
         return f"FileImages({len(self)} files at {self.size} px)"
 
-    @property
-    def shape(self) -> torch.Size:
-        return torch.Size((len(self), 3, self.size, self.size))
-
-    def _positions(self, key) -> tuple[list[int], bool]:
-        """The file positions `key` selects, and whether it selects one image (no batch axis)."""
-        if isinstance(key, (slice, int, np.integer)):
-            selected = range(len(self))[key]
-            return ([selected], True) if isinstance(selected, int) else (list(selected), False)
-        selected = torch.arange(len(self))[torch.as_tensor(key)]  # tensors, arrays, masks
-        return selected.reshape(-1).tolist(), selected.ndim == 0
-
     def subset(self, key) -> FileImages:
         """The images `key` selects, still on disk."""
-        positions, _ = self._positions(key)
-        return FileImages([self.files[i] for i in positions], self.size)
+        return FileImages([self.files[i] for i in self._positions(key).reshape(-1).tolist()],
+                          self.size)
 
-    def __getitem__(self, key) -> torch.Tensor:
-        positions, single = self._positions(key)
-        pixels = torch.empty(len(positions), 3, self.size, self.size, dtype=torch.uint8)
-        rows = pixels.numpy()
-
-        def decode(row: int, position: int) -> None:  # straight into the batch: one copy
-            rows[row] = read_image(self.files[position], self.size).transpose(2, 0, 1)
+    def read(self, positions: list[int]) -> torch.Tensor:
+        def decode(position: int) -> torch.Tensor:
+            return torch.from_numpy(read_image(self.files[position], self.size).transpose(2, 0, 1))
 
         try:
-            list(_pool().map(decode, range(len(positions)), positions))
+            return read_in_pool(decode, positions,
+                                torch.empty(len(positions), *self.row_shape, dtype=torch.uint8))
         except DataError as e:
-            raise DataError(f"{e}; a streamed folder (data.stream=true) reads each file when a "
-                            "batch needs it: replace the file, or remove it and start the run "
-                            "afresh (the file list is fixed when a run starts)") from None
-        return pixels[0] if single else pixels
+            raise DataError(f"{e}; {STREAM_HINT}") from None
 
 
 def select(images, key):
-    """The images `key` selects without decoding any: a tensor indexed, a `FileImages`
-    subset (still on disk)."""
-    return images.subset(key) if isinstance(images, FileImages) else images[key]
+    """The rows `key` selects without reading any: a tensor indexed, a `LazyRows` subset
+    (still on disk)."""
+    return images.subset(key) if isinstance(images, LazyRows) else images[key]

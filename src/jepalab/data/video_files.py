@@ -10,7 +10,9 @@
                      `frames` frames of each clip, resized to `image_size`. Split 80/10/10.
 
 A file that cannot be read is named in the error; with `skip_bad` it is left out and
-counted instead (`VideoData.skipped`).
+counted instead (`VideoData.skipped`). With `stream` (data.stream=true) a video folder
+decodes nothing up front: its splits hold `FileClips`, each clip decoded when a batch needs
+it, the same pixels and splits as in memory.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from jepalab.data.images import DataError, split_by_seed
+from jepalab.data.streaming import STREAM_HINT, LazyRows, read_in_pool, select
 from jepalab.data.video import VideoData, VideoSplit
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -61,28 +64,70 @@ def read_clip(file: Path, frames: int, stride: int, size: int) -> torch.Tensor:
     return _resize_clip(torch.from_numpy(clip).permute(0, 3, 1, 2), size)
 
 
-def _splits(clips: torch.Tensor, labels: torch.Tensor, seed: int) -> list[VideoSplit]:
+class FileClips(LazyRows):
+    """A lazy uint8 (N, T, 3, S, S) array of video files, one clip each as `read_clip`
+    takes it; indexing decodes those files (a streamed video folder)."""
+
+    def __init__(self, files: list[Path], frames: int, stride: int, size: int):
+        super().__init__(len(files), (frames, 3, size, size))
+        self.files, self.frames, self.stride, self.size = list(files), frames, stride, size
+
+    def __repr__(self) -> str:
+        return f"FileClips({len(self)} videos, {self.frames} frames at {self.size} px)"
+
+    def subset(self, key) -> FileClips:
+        """The clips `key` selects, still on disk."""
+        return FileClips([self.files[i] for i in self._positions(key).reshape(-1).tolist()],
+                         self.frames, self.stride, self.size)
+
+    def read(self, positions: list[int]) -> torch.Tensor:
+        def decode(position: int) -> torch.Tensor:
+            return read_clip(self.files[position], self.frames, self.stride, self.size)
+
+        try:
+            return read_in_pool(decode, positions,
+                                torch.empty(len(positions), *self.row_shape, dtype=torch.uint8))
+        except DataError as e:
+            raise DataError(f"{e}; {STREAM_HINT}") from None
+
+
+def _splits(clips, labels: torch.Tensor, seed: int) -> list[VideoSplit]:
     train, val, test = split_by_seed(len(labels), (0.1, 0.1), seed)
-    return [VideoSplit(clips[torch.as_tensor(i)], labels[torch.as_tensor(i)])
+    return [VideoSplit(select(clips, torch.as_tensor(i)), labels[torch.as_tensor(i)])
             for i in (train, val, test)]
 
 
-def load_videofolder(path, *, image_size: int, frames: int, stride: int = 2, seed: int = 0,
-                     skip_bad: bool = False) -> VideoData:
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"video folder {str(folder)!r} does not exist or is not a folder")
+def _video_files(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """The class names and every (video file, label) of PATH/<class>/<video>, sorted."""
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"{str(folder)!r} has no class subfolders; expected PATH/<class>/<video>")
-    clips, labels, skipped = [], [], 0
+    found = []
     for label, name in enumerate(classes):
         files = sorted(f for f in (folder / name).iterdir()
                        if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
         if not files:
             raise DataError(f"class folder {str(folder / name)!r} holds no videos (expected "
                             f"files ending in {', '.join(VIDEO_EXTENSIONS)})")
-        for file in files:
+        found += [(file, label) for file in files]
+    return classes, found
+
+
+def load_videofolder(path, *, image_size: int, frames: int, stride: int = 2, seed: int = 0,
+                     skip_bad: bool = False, stream: bool = False) -> VideoData:
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"video folder {str(folder)!r} does not exist or is not a folder")
+    if stream and skip_bad:
+        raise DataError("a video folder cannot both stream and skip unreadable files: "
+                        "skipping needs every file decoded up front")
+    classes, found = _video_files(folder)
+    if stream:
+        clips = FileClips([file for file, _ in found], frames, stride, image_size)
+        labels, skipped = [label for _, label in found], 0
+    else:
+        clips, labels, skipped = [], [], 0
+        for file, label in found:
             try:
                 clips.append(read_clip(file, frames, stride, image_size))
             except DataError:
@@ -94,8 +139,9 @@ def load_videofolder(path, *, image_size: int, frames: int, stride: int = 2, see
     if len(clips) < 3:
         raise DataError(f"{str(folder)!r}: {len(clips)} readable videos, too few for train, "
                         "val and test splits")
-    return VideoData(f"videofolder:{path}", *_splits(torch.stack(clips), torch.tensor(labels),
-                                                      seed), classes=classes, skipped=skipped)
+    clips = clips if stream else torch.stack(clips)
+    return VideoData(f"videofolder:{path}", *_splits(clips, torch.tensor(labels), seed),
+                     classes=classes, skipped=skipped)
 
 
 def load_npyvideo(path, *, image_size: int, frames: int, seed: int = 0) -> VideoData:

@@ -7,8 +7,8 @@ A split takes it as its images or clips, so `split.batch(index)` reads only the 
 code that reads `split.images[i:j]` (probes, the collapse monitor) reads only that slice.
 Its kinds: `FileImages` here (an image folder), `video_files.FileClips` (a video folder,
 a clip per file) and `trajectories.FileFrames` (an HDF5 trajectory file's frames, read by
-window). Files are decoded several at once in a small thread pool (PIL decodes and
-resizes without the GIL; how PyAV's decoding scales over the pool is not measured).
+window). Files are decoded several at once in a small thread pool: PIL and PyAV decode
+without the GIL (16 video clips: 727 ms on one thread, 350 ms on two, 2 cores).
 
 Reading draws no random numbers, so a batch depends only on its indices and the files:
 exact resume holds, and the trainer may fetch a batch from another thread.

@@ -15,6 +15,7 @@ exact resume holds, and the trainer may fetch a batch from another thread.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -111,39 +112,50 @@ class LazyRows:
         return rows.reshape(*positions.shape, *self.row_shape)
 
 
-def read_in_pool(read_one, items: list, out: torch.Tensor) -> torch.Tensor:
-    """`out[i] = read_one(items[i])` for every i, several at once in the decode pool."""
-    def fill(row: int, item) -> None:  # straight into the batch: one copy
-        out[row] = read_one(item)
+class FileRows(LazyRows):
+    """A `LazyRows` of one file per row: a subclass's `decode(file)` gives the row. A read
+    decodes the files selected several at once in the decode pool, straight into the batch;
+    an unreadable file stops it, named."""
 
-    list(_pool().map(fill, range(len(items)), items))
-    return out
+    def __init__(self, files: list, row_shape: tuple[int, ...]):
+        super().__init__(len(files), row_shape)
+        self.files = list(files)
+
+    def decode(self, file) -> torch.Tensor:
+        raise NotImplementedError
+
+    def subset(self, key) -> FileRows:
+        """The rows `key` selects, still on disk."""
+        out = copy.copy(self)
+        out.files = [self.files[i] for i in self._positions(key).reshape(-1).tolist()]
+        out.count = len(out.files)
+        return out
+
+    def read(self, positions: list[int]) -> torch.Tensor:
+        out = torch.empty(len(positions), *self.row_shape, dtype=torch.uint8)
+
+        def fill(row: int, position: int) -> None:  # straight into the batch: one copy
+            out[row] = self.decode(self.files[position])
+
+        try:
+            list(_pool().map(fill, range(len(positions)), positions))
+        except DataError as e:
+            raise DataError(f"{e}; {STREAM_HINT}") from None
+        return out
 
 
-class FileImages(LazyRows):
+class FileImages(FileRows):
     """A lazy uint8 (N, 3, size, size) array of image files; indexing decodes those files."""
 
     def __init__(self, files: list[str], size: int):
-        super().__init__(len(files), (3, size, size))
-        self.files, self.size = list(files), size
+        super().__init__(files, (3, size, size))
+        self.size = size
 
     def __repr__(self) -> str:
         return f"FileImages({len(self)} files at {self.size} px)"
 
-    def subset(self, key) -> FileImages:
-        """The images `key` selects, still on disk."""
-        return FileImages([self.files[i] for i in self._positions(key).reshape(-1).tolist()],
-                          self.size)
-
-    def read(self, positions: list[int]) -> torch.Tensor:
-        def decode(position: int) -> torch.Tensor:
-            return torch.from_numpy(read_image(self.files[position], self.size).transpose(2, 0, 1))
-
-        try:
-            return read_in_pool(decode, positions,
-                                torch.empty(len(positions), *self.row_shape, dtype=torch.uint8))
-        except DataError as e:
-            raise DataError(f"{e}; {STREAM_HINT}") from None
+    def decode(self, file) -> torch.Tensor:
+        return torch.from_numpy(read_image(file, self.size).transpose(2, 0, 1))
 
 
 def select(images, key):

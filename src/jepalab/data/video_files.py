@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from jepalab.data.images import DataError, split_by_seed
-from jepalab.data.streaming import STREAM_HINT, LazyRows, read_in_pool, select
+from jepalab.data.streaming import FileRows, select
 from jepalab.data.video import VideoData, VideoSplit
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -64,31 +64,19 @@ def read_clip(file: Path, frames: int, stride: int, size: int) -> torch.Tensor:
     return _resize_clip(torch.from_numpy(clip).permute(0, 3, 1, 2), size)
 
 
-class FileClips(LazyRows):
+class FileClips(FileRows):
     """A lazy uint8 (N, T, 3, S, S) array of video files, one clip each as `read_clip`
     takes it; indexing decodes those files (a streamed video folder)."""
 
     def __init__(self, files: list[Path], frames: int, stride: int, size: int):
-        super().__init__(len(files), (frames, 3, size, size))
-        self.files, self.frames, self.stride, self.size = list(files), frames, stride, size
+        super().__init__(files, (frames, 3, size, size))
+        self.frames, self.stride, self.size = frames, stride, size
 
     def __repr__(self) -> str:
         return f"FileClips({len(self)} videos, {self.frames} frames at {self.size} px)"
 
-    def subset(self, key) -> FileClips:
-        """The clips `key` selects, still on disk."""
-        return FileClips([self.files[i] for i in self._positions(key).reshape(-1).tolist()],
-                         self.frames, self.stride, self.size)
-
-    def read(self, positions: list[int]) -> torch.Tensor:
-        def decode(position: int) -> torch.Tensor:
-            return read_clip(self.files[position], self.frames, self.stride, self.size)
-
-        try:
-            return read_in_pool(decode, positions,
-                                torch.empty(len(positions), *self.row_shape, dtype=torch.uint8))
-        except DataError as e:
-            raise DataError(f"{e}; {STREAM_HINT}") from None
+    def decode(self, file) -> torch.Tensor:
+        return read_clip(file, self.frames, self.stride, self.size)
 
 
 def _splits(clips, labels: torch.Tensor, seed: int) -> list[VideoSplit]:

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from jepalab.nn.predictor import ActionPredictor
 from jepalab.world import plan_rollout, rollout
+from jepalab.world.dino_wm import ConcatPredictor
 
 
 class Chained:
@@ -22,19 +23,30 @@ def layer_norm(x):
     return F.layer_norm(x, x.shape[-1:])
 
 
-@pytest.mark.parametrize("history,context,tokens,post", [
-    (3, 3, 1, None),        # LeWM with a full history: two frames shared by every plan
-    (3, 1, 1, None),        # the first plan of an episode
-    (3, 2, 1, None),
-    (1, 1, 1, None),        # Two-Room's history 1
-    (3, 3, 4, layer_norm),  # V-JEPA 2-AC: patch tokens, layer norm on each prediction
-    (2, 2, 4, layer_norm),
-])
-def test_cached_rollout_is_the_chained_one(history, context, tokens, post):
-    torch.manual_seed(0)
+def action_predictor(history, tokens):
     grid = (2, 2) if tokens == 4 else None
-    predictor = ActionPredictor(8, 6, width=16, depth=3, num_heads=2, history=history,
-                                grid=grid)
+    return ActionPredictor(8, 6, width=16, depth=3, num_heads=2, history=history, grid=grid)
+
+
+def concat_predictor(history, tokens):  # DINO-WM's: the action concatenated to each token
+    return ConcatPredictor(8, 6, tokens, action_embed_dim=4, width=16, depth=3, num_heads=2,
+                           history=history)
+
+
+@pytest.mark.parametrize("make,history,context,tokens,post", [
+    (action_predictor, 3, 3, 1, None),        # LeWM, a full history: two frames shared
+    (action_predictor, 3, 1, 1, None),        # the first plan of an episode
+    (action_predictor, 3, 2, 1, None),
+    (action_predictor, 1, 1, 1, None),        # Two-Room's history 1
+    (action_predictor, 3, 3, 4, layer_norm),  # V-JEPA 2-AC: patch tokens, layer norm
+    (action_predictor, 2, 2, 4, layer_norm),
+    (concat_predictor, 3, 3, 4, None),        # DINO-WM: patch tokens, no modulation
+    (concat_predictor, 3, 1, 4, None),
+    (concat_predictor, 2, 2, 4, None),
+])
+def test_cached_rollout_is_the_chained_one(make, history, context, tokens, post):
+    torch.manual_seed(0)
+    predictor = make(history, tokens)
     with torch.no_grad():  # trained-looking weights: open gates, outputs of unit scale
         for p in predictor.parameters():
             p.normal_(0, 0.3)

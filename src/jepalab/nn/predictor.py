@@ -82,9 +82,16 @@ class AdaLNBlock(nn.Module):
         nn.init.zeros_(self.modulation[1].bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond).chunk(6, dim=-1)
-        x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1, mask)
-        return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+        """x (B, T*N, W): T frames of N tokens; cond (B, T, C): one condition per frame,
+        its modulation computed once and shared by the frame's N tokens."""
+        b, t = cond.shape[:2]
+        mod = self.modulation(cond)[:, :, None]                         # (B, T, 1, 6W)
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
+        x = x.unflatten(1, (t, -1))                                     # (B, T, N, W)
+        h = (self.norm1(x) * (1 + scale1) + shift1).flatten(1, 2)
+        x = x + gate1 * self.attn(h, mask).unflatten(1, (t, -1))
+        x = x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+        return x.flatten(1, 2)
 
 
 class ActionPredictor(nn.Module):
@@ -125,8 +132,8 @@ class ActionPredictor(nn.Module):
             raise ValueError(f"ActionPredictor: {t} frames, more than max_frames "
                              f"{self.max_frames}")
         x = self.input_proj(latents) + self.time_embed[:, :t] + self.space_embed
-        cond = self.action_encoder(actions)[:, :, None].expand(-1, -1, n, -1)
-        x, cond = x.reshape(b, t * n, -1), cond.reshape(b, t * n, -1)
+        cond = self.action_encoder(actions)                            # (B, T, W): per frame
+        x = x.reshape(b, t * n, -1)
         mask = frame_causal_mask(t, n, self.history, x.device)
         for block in self.blocks:
             x = block(x, cond, mask)
@@ -134,89 +141,123 @@ class ActionPredictor(nn.Module):
 
     def rollout(self, context: torch.Tensor, context_actions: torch.Tensor,
                 plan: torch.Tensor, post=None) -> torch.Tensor:
-        """What chaining `forward` over a plan gives (`jepalab.world.rollout`), for B
-        candidate plans that share one context, without the work they share.
+        """`cached_rollout` of this predictor (below)."""
+        return cached_rollout(self, context, context_actions, plan, post)
 
-        context (1, k, N, D) latents of the last k <= history frames, context_actions
-        (1, k - 1, A) the blocks between them, plan (B, H, A); `post` maps each predicted
-        latent before it is fed back (V-JEPA 2-AC's layer norm). Returns (B, H, N, D).
-        Exactly the same computation, rearranged: (1) frames whose action is a past one
-        depend on nothing a candidate chose (the mask is causal), so they are computed once
-        for all candidates and only their keys and values are broadcast; (2) each block's
-        action embedding and AdaLN modulation is computed once, not once per window it
-        appears in; (3) in the last layer only the newest frame's queries, attention output
-        and MLP are computed, since only its prediction is read. Frames are still
-        recomputed in every window they appear in: their learned time embedding is their
-        place in the window, which shifts as the window slides.
-        """
-        b, horizon = plan.shape[:2]
-        k, n = context.shape[1], context.shape[2]
-        if context.shape[0] != 1 or context_actions.shape[:2] != (1, k - 1):
-            raise ValueError(f"rollout: one shared context (1, k, N, D) and its (1, k - 1, A) "
-                             f"actions, got {tuple(context.shape)} and "
-                             f"{tuple(context_actions.shape)}")
-        if k > self.history:
-            raise ValueError(f"rollout: {k} context frames, more than history {self.history}")
-        # per layer, the AdaLN modulation of every frame's action: frame j < k - 1 took a
-        # past block (shared), frame j >= k - 1 takes the plan's block j - k + 1
-        past = self.action_encoder(context_actions)
-        chosen = self.action_encoder(plan)
-        mods_past = [blk.modulation(past)[:, :, None] for blk in self.blocks]      # (1, k-1, 1, 6W)
-        mods_chosen = [blk.modulation(chosen)[:, :, None] for blk in self.blocks]  # (B, H, 1, 6W)
-        inputs = [self.input_proj(context[:, j]) for j in range(k)]     # (1 or B, N, W) each
-        out = []
-        for h in range(horizon):
-            first = max(0, k + h - self.history)                        # the window's frames
-            shared = range(first, k - 1)                                # first .. k + h - 1
-            mine = range(max(first, k - 1), k + h)
-            places = len(shared) + len(mine)
-            prefix = []                    # per layer: keys and values of the shared frames
-            if shared:
-                x = torch.stack([inputs[j] for j in shared], dim=1)     # (1, S, N, W)
-                x = x + self.time_embed[:, :len(shared)] + self.space_embed
-                frame = torch.arange(len(shared)).repeat_interleave(n)
-                for layer, blk in enumerate(self.blocks):
-                    x, kv = _adaln_layer(blk, x, mods_past[layer][:, shared.start:shared.stop],
-                                         frame[:, None] >= frame[None, :])
-                    prefix.append(kv)
-            x = torch.stack([inputs[j].expand(b, -1, -1) for j in mine], dim=1)  # (B, M, N, W)
-            x = x + self.time_embed[:, len(shared):places] + self.space_embed
-            frame = torch.arange(places).repeat_interleave(n)
-            mask = frame[len(shared) * n:, None] >= frame[None, :]
-            chosen_now = slice(mine.start - k + 1, mine.stop - k + 1)
-            for layer, blk in enumerate(self.blocks):
-                last = layer == len(self.blocks) - 1   # only the newest frame is read
-                x, _ = _adaln_layer(blk, x, mods_chosen[layer][:, chosen_now],
-                                    mask[-n:] if last else mask,
-                                    prefix[layer] if prefix else None, last)
-            nxt = self.output_proj(self.norm(x[:, -1]))                 # (B, N, D)
-            if post is not None:
-                nxt = post(nxt)
-            out.append(nxt)
-            inputs.append(self.input_proj(nxt))
-        return torch.stack(out, dim=1)
+    # --- the three pieces of a frame's input, for cached_rollout --------------------------
+    def frame_content(self, latents: torch.Tensor) -> torch.Tensor:
+        """(·, N, D) -> (·, N, W): what a frame's tokens put in, wherever it sits."""
+        return self.input_proj(latents) + self.space_embed[:, 0]
+
+    def action_terms(self, actions: torch.Tensor):
+        """(·, M, A) -> (nothing added to the tokens, per layer the AdaLN modulation
+        (·, M, 1, 6W) of each frame's action)."""
+        embedded = self.action_encoder(actions)
+        return None, [blk.modulation(embedded)[:, :, None] for blk in self.blocks]
+
+    def place_embed(self, start: int, stop: int) -> torch.Tensor:
+        """(1, stop - start, 1, W): the time embedding of places start .. stop - 1."""
+        return self.time_embed[:, start:stop]
 
 
-def _adaln_layer(block: AdaLNBlock, x: torch.Tensor, mod: torch.Tensor, mask: torch.Tensor,
-                 prefix: tuple | None = None, last_only: bool = False):
-    """One AdaLN block on M frames of N tokens, x (B, M, N, W), modulated per frame by mod
-    (B, M, 1, 6W), attending also to `prefix` keys and values (1, heads, P, d) broadcast
-    over the batch; with `last_only`, only the last frame's outputs are computed (`mask`
-    then has its rows only). Returns (new x, this layer's keys and values of x)."""
+def cached_rollout(predictor: nn.Module, context: torch.Tensor, context_actions: torch.Tensor,
+                   plan: torch.Tensor, post=None) -> torch.Tensor:
+    """What chaining a frame-causal predictor over a plan gives (`jepalab.world.rollout`),
+    for B candidate plans that share one context, without the work they share.
+
+    context (1, k, N, D) latents of the last k <= history frames, context_actions
+    (1, k - 1, A) the blocks between them, plan (B, H, A); `post` maps each predicted
+    latent before it is fed back (V-JEPA 2-AC's layer norm). Returns (B, H, N, D).
+    The predictor gives `history`, `blocks` (pre-norm, `norm1 attn norm2 mlp`), `norm`,
+    `output_proj` and a frame's input in three parts: `frame_content(latents)`,
+    `action_terms(actions)` (tokens added, per-layer AdaLN modulations; either may be None)
+    and `place_embed(start, stop)` (its place in the window). Exactly the same computation,
+    rearranged: (1) frames whose action is a past one depend on nothing a candidate chose
+    (the mask is causal), so they are computed once for all candidates and only their keys
+    and values are broadcast; (2) each frame's content and each block's action terms are
+    computed once, not once per window they appear in; (3) in the last layer only the
+    newest frame's queries, attention output and MLP are computed, since only its
+    prediction is read. Frames are still recomputed in every window they appear in: their
+    place embedding is their place in the window, which shifts as the window slides.
+    """
+    b, horizon = plan.shape[:2]
+    k, n = context.shape[1], context.shape[2]
+    history, blocks = predictor.history, predictor.blocks
+    if context.shape[0] != 1 or context_actions.shape[:2] != (1, k - 1):
+        raise ValueError(f"rollout: one shared context (1, k, N, D) and its (1, k - 1, A) "
+                         f"actions, got {tuple(context.shape)} and "
+                         f"{tuple(context_actions.shape)}")
+    if k > history:
+        raise ValueError(f"rollout: {k} context frames, more than history {history}")
+    # frame j < k - 1 took a past block (shared), frame j >= k - 1 the plan's block j - k + 1
+    past_add, past_mods = predictor.action_terms(context_actions)      # (1, k - 1, ...)
+    plan_add, plan_mods = predictor.action_terms(plan)                 # (B, H, ...)
+    inputs = [predictor.frame_content(context[:, j]) for j in range(k)]  # (1 or B, N, W) each
+    out = []
+    for h in range(horizon):
+        first = max(0, k + h - history)                               # the window's frames
+        shared = range(first, k - 1)                                   # first .. k + h - 1
+        mine = range(max(first, k - 1), k + h)
+        places = len(shared) + len(mine)
+        prefix = []                           # per layer: keys and values of the shared frames
+        if shared:
+            past = slice(shared.start, shared.stop)
+            x = torch.stack([inputs[j] for j in shared], dim=1) + predictor.place_embed(
+                0, len(shared))                                        # (1, S, N, W)
+            if past_add is not None:
+                x = x + past_add[:, past]
+            frame = torch.arange(len(shared)).repeat_interleave(n)
+            for layer, blk in enumerate(blocks):
+                x, kv = _cached_layer(blk, x, past_mods[layer][:, past] if past_mods else None,
+                                      frame[:, None] >= frame[None, :])
+                prefix.append(kv)
+        chosen = slice(mine.start - k + 1, mine.stop - k + 1)
+        x = torch.stack([inputs[j].expand(b, -1, -1) for j in mine], dim=1)  # (B, M, N, W)
+        x = x + predictor.place_embed(len(shared), places)
+        if plan_add is not None:
+            x = x + plan_add[:, chosen]
+        frame = torch.arange(places).repeat_interleave(n)
+        mask = frame[len(shared) * n:, None] >= frame[None, :]
+        for layer, blk in enumerate(blocks):
+            last = layer == len(blocks) - 1   # only the newest frame is read
+            x, _ = _cached_layer(blk, x, plan_mods[layer][:, chosen] if plan_mods else None,
+                                 mask[-n:] if last else mask,
+                                 prefix[layer] if prefix else None, last)
+        nxt = predictor.output_proj(predictor.norm(x[:, -1]))          # (B, N, D)
+        if post is not None:
+            nxt = post(nxt)
+        out.append(nxt)
+        inputs.append(predictor.frame_content(nxt))
+    return torch.stack(out, dim=1)
+
+
+def _cached_layer(block: nn.Module, x: torch.Tensor, mod: torch.Tensor | None,
+                  mask: torch.Tensor, prefix: tuple | None = None, last_only: bool = False):
+    """One pre-norm block on M frames of N tokens, x (B, M, N, W), its norms modulated per
+    frame by mod (B, M, 1, 6W) (an AdaLN block; None: a plain one), attending also to
+    `prefix` keys and values (1, heads, P, d) broadcast over the batch; with `last_only`,
+    only the last frame's outputs are computed (`mask` then has its rows only). Returns
+    (new x, this layer's keys and values of x)."""
     b, m, n, width = x.shape
-    shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
     attn = block.attn
     heads = attn.num_heads
-    q, k, v = attn.qkv(block.norm1(x) * (1 + scale1) + shift1).view(
-        b, m * n, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
+    h = block.norm1(x)
+    if mod is not None:
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
+        h = h * (1 + scale1) + shift1
+    q, k, v = attn.qkv(h).view(b, m * n, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
     own = (k, v)
     if prefix is not None:
         k = torch.cat([prefix[0].expand(b, -1, -1, -1), k], dim=2)
         v = torch.cat([prefix[1].expand(b, -1, -1, -1), v], dim=2)
     if last_only:
         q, x, m = q[:, :, -n:], x[:, -1:], 1
-        gate1, shift2, scale2, gate2 = (t[:, -1:] for t in (gate1, shift2, scale2, gate2))
-    out = attention(q, k, v, mask).transpose(1, 2).reshape(b, m, n, width)
-    x = x + gate1 * attn.proj(out)
+        if mod is not None:
+            gate1, shift2, scale2, gate2 = (t[:, -1:] for t in (gate1, shift2, scale2, gate2))
+    out = attn.proj(attention(q, k, v, mask).transpose(1, 2).reshape(b, m, n, width))
+    if mod is None:
+        x = x + out
+        return x + block.mlp(block.norm2(x)), own
+    x = x + gate1 * out
     x = x + gate2 * block.mlp(block.norm2(x) * (1 + scale2) + shift2)
     return x, own

@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from jepalab.methods import StepOutput
-from jepalab.nn.predictor import frame_causal_mask
+from jepalab.nn.predictor import cached_rollout, frame_causal_mask
 from jepalab.nn.vit import Attention, Mlp, ViTSpec, init_transformer
 from jepalab.world import check_sizes
 from jepalab.world.vjepa_ac import FrozenEncoder, check_encoder
@@ -80,6 +80,28 @@ class ConcatPredictor(nn.Module):
             x = block(x, mask)
         return self.output_proj(self.norm(x)).view(b, t, n, -1)
 
+    def rollout(self, context: torch.Tensor, context_actions: torch.Tensor,
+                plan: torch.Tensor, post=None) -> torch.Tensor:
+        """`nn.predictor.cached_rollout` of this predictor: B plans from one context."""
+        return cached_rollout(self, context, context_actions, plan, post)
+
+    # --- the three pieces of a frame's input, for cached_rollout: input_proj of [z ; e]
+    # split into its latent and its action columns (the same sum)
+    def frame_content(self, latents: torch.Tensor) -> torch.Tensor:
+        """(·, N, D) -> (·, N, W): the latent's share of input_proj."""
+        return F.linear(latents, self.input_proj.weight[:, :latents.shape[-1]])
+
+    def action_terms(self, actions: torch.Tensor):
+        """(·, M, A) -> (the action's share of input_proj (·, M, 1, W), no modulation)."""
+        embedded = self.action_encoder(actions)
+        width = embedded.shape[-1]
+        return F.linear(embedded, self.input_proj.weight[:, -width:],
+                        self.input_proj.bias)[:, :, None], None
+
+    def place_embed(self, start: int, stop: int) -> torch.Tensor:
+        """(1, stop - start, N, W): the learned position of places start .. stop - 1."""
+        return self.pos_embed[:, start:stop]
+
 
 @dataclass
 class Config:
@@ -128,3 +150,6 @@ class Method(nn.Module):
 
     def predict(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.predictor(latents, actions)
+
+    def cached_rollout(self, context, context_actions, plan) -> torch.Tensor:
+        return self.predictor.rollout(context, context_actions, plan)

@@ -10,6 +10,7 @@ from jepalab.build import build_method
 from jepalab.checkpoint import encoder_metadata
 from jepalab.config import ConfigError, from_dict
 from jepalab.data.trajectories import load_trajectories
+from jepalab.data.views import to_float
 from jepalab.envs.collect import collect
 from jepalab.nn.vit import VisionTransformer, ViTSpec
 from jepalab.train import parameter_groups, train
@@ -139,3 +140,28 @@ def test_a_rollout_longer_than_the_window_is_refused(files):
     method = build_method(cfg, 2 * FRAMESKIP)
     with pytest.raises(ValueError, match="method.rollout_steps 4 .* data.window is 4"):
         method(a_batch(files))
+
+
+def test_standardized_tokens_keep_the_first_batch_statistics(files):
+    """method.standardize: the first batch measures each place's and channel's mean and std;
+    later batches and a reloaded model reuse them; without it the tokens are the ViT's."""
+    method = build_method(from_dict(raw_config(files, "dino-wm", standardize=True)),
+                          2 * FRAMESKIP)
+    plain = build_method(from_dict(raw_config(files, "dino-wm")), 2 * FRAMESKIP)
+    first = a_batch(files, 8)["frames"].flatten(0, 1)                    # 32 frames
+    later = a_batch(files, 16)["frames"][8:].flatten(0, 1)
+    raw_first, raw_later = plain.encode(first), plain.encode(later)
+    torch.testing.assert_close(raw_first, plain.encoder.vit.patch_tokens(
+        to_float(first)))                                               # plain: the ViT's
+    z = method.encode(first)
+    std = raw_first.std(0)
+    kept = std > 0.1 * std.mean()                                        # not clamped
+    assert z.shape == raw_first.shape
+    torch.testing.assert_close(z.mean(0), torch.zeros_like(std), atol=1e-3, rtol=0)
+    torch.testing.assert_close(z.std(0)[kept], torch.ones_like(std)[kept], atol=1e-3, rtol=0)
+    expected = (raw_later - raw_first.mean(0)) / std.clamp_min(0.1 * std.mean())
+    torch.testing.assert_close(method.encode(later), expected, atol=1e-5, rtol=1e-5)
+    reloaded = build_method(from_dict(raw_config(files, "dino-wm", standardize=True)),
+                            2 * FRAMESKIP)
+    reloaded.load_state_dict(method.state_dict())
+    torch.testing.assert_close(reloaded.encode(later), expected, atol=1e-5, rtol=1e-5)

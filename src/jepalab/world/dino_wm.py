@@ -112,6 +112,7 @@ class Config:
     predictor_width: int = 128
     predictor_depth: int = 3
     predictor_heads: int = 4
+    standardize: bool = False       # tokens standardised per place and channel (FrozenEncoder)
 
     def validate(self) -> None:
         check_encoder(self.encoder)
@@ -123,7 +124,7 @@ class Method(nn.Module):
     def __init__(self, cfg: Config, spec: ViTSpec, action_dim: int):
         super().__init__()
         self.cfg, self.history = cfg, cfg.history
-        self.encoder = FrozenEncoder(cfg.encoder, spec)
+        self.encoder = FrozenEncoder(cfg.encoder, spec, cfg.standardize)
         grid = self.encoder.grid
         self.predictor = ConcatPredictor(self.encoder.vit.embed_dim, action_dim,
                                          grid[0] * grid[1],

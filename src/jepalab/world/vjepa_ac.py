@@ -91,7 +91,7 @@ class FrozenEncoder(nn.Module):
         if not self.standardize:
             return tokens
         # the first call measures (on the device, no host read): later calls keep the buffers
-        std = tokens.std(0)
+        std = tokens.var(0, correction=0).sqrt()        # (a plan's single frame: zeros)
         std = std.clamp_min(0.1 * std.mean())          # places that (almost) never change
         self.token_mean.copy_(torch.where(self.measured, self.token_mean, tokens.mean(0)))
         self.token_std.copy_(torch.where(self.measured, self.token_std, std))

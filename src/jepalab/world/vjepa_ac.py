@@ -47,8 +47,8 @@ class FrozenEncoder(nn.Module):
     pixels to the encoder's own image size and returns its patch tokens (M, N, D).
 
     With `standardize`, each token's channels are standardised by their mean and standard
-    deviation over frames at that place (N, D), measured on the first batch the encoder
-    sees (in training, the first training batch) and kept as buffers, so a checkpoint
+    deviation over frames at that place (N, D), measured on the first batch of frames the
+    encoder sees (in training, the first training batch) and kept as buffers, so a checkpoint
     plans with the statistics it was trained with. A frozen encoder's tokens can be mostly
     what every frame shares (its positions, the static scene): on a LeWM encoder of
     Two-Room, 14x more variance within a frame than across frames, where the agent is. A
@@ -90,12 +90,12 @@ class FrozenEncoder(nn.Module):
         tokens = self.vit.patch_tokens(to_float(images))
         if not self.standardize:
             return tokens
-        # the first call measures (on the device, no host read): later calls keep the buffers
-        std = tokens.var(0, correction=0).sqrt()        # (a plan's single frame: zeros)
-        std = std.clamp_min(0.1 * std.mean())          # places that (almost) never change
-        self.token_mean.copy_(torch.where(self.measured, self.token_mean, tokens.mean(0)))
-        self.token_std.copy_(torch.where(self.measured, self.token_std, std))
-        self.measured.fill_(True)
+        if len(tokens) > 1:  # the first batch of frames measures (on the device, no host
+            std = tokens.var(0, correction=0).sqrt()   # read); later calls keep the buffers
+            std = std.clamp_min(0.1 * std.mean() + 1e-6)   # places that (almost) never change
+            self.token_mean.copy_(torch.where(self.measured, self.token_mean, tokens.mean(0)))
+            self.token_std.copy_(torch.where(self.measured, self.token_std, std))
+            self.measured.fill_(True)
         return (tokens - self.token_mean) / self.token_std
 
 

@@ -15,7 +15,11 @@ A model with a cached rollout (LeWM, V-JEPA 2-AC: world.plan_rollout) is timed b
 "cached" and "chained" (the predictor called once per block on every candidate's whole
 window), side by side in one run.
 The graph cost (`--costs graph`) needs a trained model and its data, so only with --model.
-Prints a table: model, planner, cost, median and p90 ms per plan, over --plans plans.
+Prints a table: model, planner, cost, median and p90 ms per plan, over --plans plans, and
+what a plan computes: its GFLOP (counted with FlopCounterMode on one more plan) and the
+rate the median reaches, as a share of the fp32 matmul peak measured in the same run
+(benchmarks/throughput.py's GEMM): a plan near that peak is limited by its arithmetic,
+one far below it by everything else.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import save_file
+from throughput import gemm_peak
+from torch.utils.flop_counter import FlopCounterMode
 
 from jepalab.build import build_method
 from jepalab.checkpoint import encoder_metadata
@@ -71,7 +77,8 @@ class Chained:
 
 
 def time_plans(model, data: dict, planner: str, cost: str, plans: int, horizon: int = 5,
-               options: dict | None = None) -> list[float]:
+               options: dict | None = None) -> tuple[list[float], float]:
+    """ms of each of `plans` plans after a warm-up, and the FLOPs of one more."""
     env = make(data["env"], **data["env_kwargs"])
     settings = PlanSettings(planner=planner, cost=cost, horizon=horizon,
                             planner_options=options or {})
@@ -91,8 +98,11 @@ def time_plans(model, data: dict, planner: str, cost: str, plans: int, horizon: 
         began = time.perf_counter()
         agent.plan()
         times.append(1000 * (time.perf_counter() - began))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        agent.plan()
     torch.set_grad_enabled(True)
-    return times[1:]  # the first call warms up
+    return times[1:], counter.get_total_flops()  # the first call warms up
 
 
 def main() -> None:
@@ -117,10 +127,13 @@ def main() -> None:
         models = [(f"{recipe} (untrained) " + " ".join(args.set),
                    *untrained(recipe, args.set, scratch)) for recipe in args.recipes.split(",")]
     chosen = " ".join(args.planner_option) or "defaults (CEM: 300 samples, top 30, 30 iterations)"
-    print(f"threads: {torch.get_num_threads()}; horizon {args.horizon}; planner {chosen}")
+    peak = gemm_peak(torch.float32, torch.device("cpu")) / 1e9
+    print(f"threads: {torch.get_num_threads()}; horizon {args.horizon}; planner {chosen}; "
+          f"fp32 GEMM 2048^3 peak {peak:.0f} GFLOP/s")
     print(f"| {'model':<44} | {'planner':<8} | {'cost':<5} | {'rollout':<7} | {'median ms':>9} "
-          f"| {'p90 ms':>7} |")
-    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 7}|{'-' * 9}|{'-' * 11}|{'-' * 9}|")
+          f"| {'p90 ms':>7} | GFLOP/plan | GFLOP/s | of peak |")
+    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 7}|{'-' * 9}|{'-' * 11}|{'-' * 9}|{'-' * 12}|"
+          f"{'-' * 9}|{'-' * 9}|")
     for name, model, data in models:
         ways = [("cached", model), ("chained", Chained(model))]
         if not hasattr(model, "cached_rollout") or model.history == 1:  # as plan_rollout
@@ -129,11 +142,13 @@ def main() -> None:
             for cost in args.costs.split(","):
                 for way, timed in ways:
                     options = parse_options(planner, args.planner_option)
-                    times = time_plans(timed, data, planner, cost, args.plans, args.horizon,
-                                       options)
+                    times, flops = time_plans(timed, data, planner, cost, args.plans,
+                                              args.horizon, options)
+                    median = statistics.median(times)
+                    rate = flops / 1e9 / (median / 1000)
                     print(f"| {name:<44} | {planner:<8} | {cost:<5} | {way:<7} | "
-                          f"{statistics.median(times):9.0f} | {np.percentile(times, 90):7.0f} |",
-                          flush=True)
+                          f"{median:9.0f} | {np.percentile(times, 90):7.0f} | "
+                          f"{flops / 1e9:10.1f} | {rate:7.1f} | {rate / peak:7.0%} |", flush=True)
 
 
 if __name__ == "__main__":

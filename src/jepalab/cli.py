@@ -121,7 +121,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from jepalab.world.evaluate import protocol_settings, run_plan
+    from jepalab.world.evaluate import folder_name, protocol_settings, run_plan
     from jepalab.world.planners import parse_options
 
     settings = protocol_settings(args.protocol, planner=args.planner, horizon=args.horizon,
@@ -130,8 +130,7 @@ def cmd_plan(args) -> int:
                                  expert_data=args.expert_data, goal_offset=args.goal_offset,
                                  budget=args.budget,
                                  planner_options=parse_options(args.planner, args.planner_option))
-    out = Path(args.out or Path(args.model) / f"plan-{args.env}-{args.protocol}-{args.planner}-"
-               f"{settings.cost}-{settings.action_block}")
+    out = Path(args.out or Path(args.model) / folder_name(args.env, settings))
     run_plan(args.env, args.model, settings, out=out, random_baseline=not args.no_random,
              gif_episodes=args.gif, show_progress=not args.quiet)
     from jepalab.page import write_report
@@ -274,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--gif", type=int, default=3, help="episodes in the GIF (default 3)")
     plan.add_argument("--no-random", action="store_true", help="skip the random baseline")
     plan.add_argument("--out", default="", help="default RUN_DIR/plan-ENV-PROTOCOL-PLANNER-"
-                      "COST-ACTIONBLOCK")
+                      "COST-ACTIONBLOCK, then each setting that is not the protocol's "
+                      "default (e.g. -h2-samples400)")
     export = verbs.add_parser("export", help="write a run's evaluation encoder alone to one "
                               "safetensors file (timm's names; --format timm adds how to "
                               "rebuild it in timm)")

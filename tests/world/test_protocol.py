@@ -10,7 +10,7 @@ from jepalab.config import ConfigError
 from jepalab.data.images import DataError
 from jepalab.envs import make
 from jepalab.envs.collect import collect
-from jepalab.world.evaluate import PlanSettings, protocol_settings
+from jepalab.world.evaluate import PlanSettings, folder_name, protocol_settings
 from jepalab.world.protocol import ExpertGoals, check_not_trained_on
 
 pytestmark = pytest.mark.xdist_group("protocol")  # module fixtures: built once
@@ -70,6 +70,22 @@ def test_protocol_defaults_are_the_anchors():
     assert (ours.cost, ours.execute, ours.action_block) == ("sum", 1, "repeat")
     assert protocol_settings("lewm", expert_data="x", cost="sum").cost == "sum"
     assert PlanSettings().protocol == "jepalab"
+
+
+def test_plans_with_different_settings_get_different_folders():
+    """`jepalab plan`'s default --out names every setting off the protocol's default, so a
+    second plan with other settings never overwrites the first's plan.json."""
+    assert folder_name("two-room", protocol_settings("jepalab")) == \
+        "plan-two-room-jepalab-cem-sum-repeat"
+    assert folder_name("pusht", protocol_settings("lewm", expert_data="x.h5", horizon=2)) == \
+        "plan-pusht-lewm-cem-last-distinct-h2"  # execute = horizon is lewm's default
+    variants = [{}, {"horizon": 2}, {"execute": 2}, {"seed": 1}, {"episodes": 10},
+                {"budget": 80}, {"goal_offset": 20}, {"planner_options": {"samples": 400}},
+                {"planner_options": {"samples": 400, "elites": 10}}, {"cost": "last"},
+                {"action_block": "distinct"}, {"planner": "mppi"}]
+    names = [folder_name("two-room", protocol_settings("jepalab", **given)) for given in variants]
+    assert len(set(names)) == len(names), names
+    assert names[-5].endswith("-samples400") and names[-1].startswith("plan-two-room-jepalab-mppi")
 
 
 @pytest.mark.parametrize("name", ENVS)

@@ -83,6 +83,25 @@ class PlanSettings:
                               f"and {self.seed}")
 
 
+def folder_name(env: str, settings: PlanSettings) -> str:
+    """`jepalab plan`'s default output folder: plan-ENV-PROTOCOL-PLANNER-COST-ACTIONBLOCK, then
+    every setting that is not the protocol's default (e.g. -h2-samples400-seed1), so runs
+    with different settings never write over each other's results."""
+    name = (f"plan-{env}-{settings.protocol}-{settings.planner}-{settings.cost}-"
+            f"{settings.action_block}")
+    if settings.horizon != PlanSettings.horizon:
+        name += f"-h{settings.horizon}"
+    default = protocol_settings(settings.protocol, horizon=settings.horizon)
+    tags = {"execute": "x", "episodes": "n", "seed": "seed", "budget": "budget",
+            "goal_offset": "goal"}
+    for key, tag in tags.items():
+        if getattr(settings, key) != getattr(default, key):
+            name += f"-{tag}{getattr(settings, key)}"
+    for key, value in sorted(settings.planner_options.items()):
+        name += f"-{key}{value:g}"
+    return name
+
+
 def protocol_settings(protocol: str, **given) -> PlanSettings:
     """PlanSettings with what `given` leaves None taken from the protocol: the anchors'
     ("lewm") plan with LeWM's cost at the last block, execute the whole plan (5 blocks of 5

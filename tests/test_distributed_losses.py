@@ -23,6 +23,7 @@ from jepalab.methods.dino import update_center
 from jepalab.methods.mocov3 import contrast
 from jepalab.nn.heads import mlp, world_batchnorm
 from jepalab.nn.vit import ViTSpec
+from jepalab.world.vjepa_ac import token_statistics
 
 pytestmark = pytest.mark.xdist_group("distributed-losses")  # module fixtures: built once
 
@@ -76,6 +77,9 @@ def _compute(batch: dict) -> dict:
     center = torch.zeros(7)
     update_center(center, batch["teacher"], momentum=0.9)
     results["dino_center"] = center
+
+    mean, std = token_statistics(batch["x"].view(-1, 2, 3))  # frames of 2 tokens of width 3
+    results["token_statistics"] = {"mean": mean, "std": std}
 
     torch.manual_seed(0)  # the same initial queue everywhere
     method = mocov2.Method(mocov2.Config(queue_size=32, projector_dim=4),
@@ -152,6 +156,15 @@ def test_loss_and_gradients_in_two_processes_match_one_process(name, ranks, sing
 def test_dino_centre_is_the_mean_over_the_global_batch(ranks, single):
     for rank in ranks:
         torch.testing.assert_close(rank["dino_center"], single["dino_center"], **TOLERANCE)
+
+
+def test_standardize_measures_the_tokens_of_every_process(ranks, single):
+    """V-JEPA 2-AC / DINO-WM's `method.standardize`: every rank gets the statistics of the
+    global first batch, so all standardise alike."""
+    for rank in ranks:
+        for key in ("mean", "std"):
+            torch.testing.assert_close(rank["token_statistics"][key],
+                                       single["token_statistics"][key], **TOLERANCE)
 
 
 def test_mocov2_enqueues_every_process_keys_in_rank_order(ranks, single):

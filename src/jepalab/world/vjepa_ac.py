@@ -30,6 +30,7 @@ import torch.nn.functional as F
 import jepalab
 from jepalab.data.images import resize_uint8
 from jepalab.data.views import to_float
+from jepalab.distributed import world_mean
 from jepalab.methods import StepOutput
 from jepalab.nn.predictor import ActionPredictor
 from jepalab.nn.vit import ViTSpec
@@ -47,9 +48,10 @@ class FrozenEncoder(nn.Module):
     pixels to the encoder's own image size and returns its patch tokens (M, N, D).
 
     With `standardize`, each token's channels are standardised by their mean and standard
-    deviation over frames at that place (N, D), measured on the first batch of frames the
-    encoder sees (in training, the first training batch) and kept as buffers, so a checkpoint
-    plans with the statistics it was trained with. A frozen encoder's tokens can be mostly
+    deviation over frames at that place (N, D), measured once, on the first batch of frames the
+    encoder sees (in training, the first training batch, over every process's share:
+    `token_statistics`), and kept as buffers, so a checkpoint plans with the statistics it
+    was trained with. A frozen encoder's tokens can be mostly
     what every frame shares (its positions, the static scene): on a LeWM encoder of
     Two-Room, 14x more variance within a frame than across frames, where the agent is. A
     predictor then learns the shared part and a latent cost sees nothing move; standardised,
@@ -76,6 +78,12 @@ class FrozenEncoder(nn.Module):
             self.register_buffer("token_mean", torch.zeros(tokens, self.vit.embed_dim))
             self.register_buffer("token_std", torch.ones(tokens, self.vit.embed_dim))
             self.register_buffer("measured", torch.zeros((), dtype=torch.bool))
+            self.pending = True  # the buffers' state on the host: no read of it per call
+            self.register_load_state_dict_post_hook(FrozenEncoder._loaded)
+
+    @staticmethod
+    def _loaded(module: FrozenEncoder, keys) -> None:
+        module.pending = not bool(module.measured)  # one host read, when a checkpoint loads
 
     def train(self, mode: bool = True) -> FrozenEncoder:
         return super().train(False)
@@ -90,13 +98,22 @@ class FrozenEncoder(nn.Module):
         tokens = self.vit.patch_tokens(to_float(images))
         if not self.standardize:
             return tokens
-        if len(tokens) > 1:  # the first batch of frames measures (on the device, no host
-            std = tokens.var(0, correction=0).sqrt()   # read); later calls keep the buffers
-            std = std.clamp_min(0.1 * std.mean() + 1e-6)   # places that (almost) never change
-            self.token_mean.copy_(torch.where(self.measured, self.token_mean, tokens.mean(0)))
-            self.token_std.copy_(torch.where(self.measured, self.token_std, std))
+        if self.pending and len(tokens) > 1:  # the first batch of frames measures
+            mean, std = token_statistics(tokens)
+            self.token_mean.copy_(mean)
+            self.token_std.copy_(std)
             self.measured.fill_(True)
+            self.pending = False
         return (tokens - self.token_mean) / self.token_std
+
+
+def token_statistics(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and population std (N, D) of frames' tokens (M, N, D) over the frames of every
+    process (each holding M), so all ranks standardise alike; a std under a tenth of the
+    mean std is raised to it (places that almost never change are not blown up)."""
+    mean = world_mean(tokens.mean(0))
+    std = world_mean((tokens - mean).square().mean(0)).sqrt()
+    return mean, std.clamp_min(0.1 * std.mean() + 1e-6)
 
 
 def check_encoder(encoder: str) -> None:

@@ -22,7 +22,7 @@ import torch.nn as nn
 from jepalab import losses
 from jepalab.data.views import Augment, ViewSpec
 from jepalab.methods import StepOutput
-from jepalab.nn.ema import ema_momentum, ema_update
+from jepalab.nn.ema import check_momentum, ema_momentum, ema_update
 from jepalab.nn.heads import Projected, mlp
 from jepalab.nn.vit import VisionTransformer, ViTSpec
 
@@ -37,9 +37,7 @@ class Config:
     crop_scale: tuple[float, float] = (0.08, 1.0)
 
     def validate(self) -> None:
-        if not 0.0 <= self.ema_start <= self.ema_end <= 1.0:
-            raise ValueError("method.ema_start and method.ema_end need 0 <= start <= end <= 1, "
-                             f"got {self.ema_start}, {self.ema_end}")
+        check_momentum(self.ema_start, self.ema_end)
 
 
 def byol_views(size: int, crop_scale) -> tuple[Augment, Augment]:

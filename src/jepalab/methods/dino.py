@@ -25,7 +25,7 @@ from jepalab import losses
 from jepalab.data.views import Augment, ViewSpec, local_crop_size
 from jepalab.distributed import all_gather_tensor
 from jepalab.methods import StepOutput
-from jepalab.nn.ema import ema_momentum, ema_update
+from jepalab.nn.ema import check_momentum, ema_momentum, ema_update
 from jepalab.nn.heads import DINOHead
 from jepalab.nn.vit import VisionTransformer, ViTSpec
 
@@ -50,9 +50,7 @@ class Config:
     def validate(self) -> None:
         if min(self.student_temp, self.teacher_temp, self.teacher_temp_start) <= 0:
             raise ValueError("method temperatures must be > 0")
-        if not 0.0 <= self.ema_start <= self.ema_end <= 1.0:
-            raise ValueError("method.ema_start and method.ema_end need 0 <= start <= end <= 1, "
-                             f"got {self.ema_start}, {self.ema_end}")
+        check_momentum(self.ema_start, self.ema_end)
         if self.local_crops < 0 or not 0 < self.local_size_ratio <= 1:
             raise ValueError("method.local_crops must be >= 0 and local_size_ratio in (0, 1]")
 

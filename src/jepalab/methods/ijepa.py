@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from jepalab import losses, masks
 from jepalab.data.views import crop_flip
 from jepalab.methods import StepOutput
-from jepalab.nn.ema import ema_momentum, ema_update
+from jepalab.nn.ema import check_momentum, ema_momentum, ema_update
 from jepalab.nn.predictor import MaskedPredictor
 from jepalab.nn.vit import VisionTransformer, ViTSpec, gather_tokens
 
@@ -89,9 +89,7 @@ class Config(MaskedPredictionConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not 0.0 <= self.ema_start <= self.ema_end <= 1.0:
-            raise ValueError("method.ema_start and method.ema_end need 0 <= start <= end <= 1, got "
-                             f"{self.ema_start}, {self.ema_end}")
+        check_momentum(self.ema_start, self.ema_end)
 
 
 class Method(nn.Module):

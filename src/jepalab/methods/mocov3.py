@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from jepalab import losses
 from jepalab.methods import StepOutput
 from jepalab.methods.byol import byol_views
-from jepalab.nn.ema import ema_momentum, ema_update
+from jepalab.nn.ema import check_momentum, ema_momentum, ema_update
 from jepalab.nn.heads import Projected, mlp
 from jepalab.nn.vit import VisionTransformer, ViTSpec
 
@@ -43,9 +43,7 @@ class Config:
     def validate(self) -> None:
         if self.temperature <= 0:
             raise ValueError(f"method.temperature must be > 0, got {self.temperature}")
-        if not 0.0 <= self.ema_start <= self.ema_end <= 1.0:
-            raise ValueError("method.ema_start and method.ema_end need 0 <= start <= end <= 1, "
-                             f"got {self.ema_start}, {self.ema_end}")
+        check_momentum(self.ema_start, self.ema_end)
 
 
 def contrast(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -7,6 +7,13 @@ import torch
 import torch.nn as nn
 
 
+def check_momentum(start: float, end: float) -> None:
+    """A method config's `ema_start`, `ema_end`: 0 <= start <= end <= 1."""
+    if not 0.0 <= start <= end <= 1.0:
+        raise ValueError("method.ema_start and method.ema_end need 0 <= start <= end <= 1, "
+                         f"got {start}, {end}")
+
+
 def ema_momentum(progress: float, start: float, end: float, *, cosine: bool = False) -> float:
     """Momentum rising from `start` to `end` as training progress goes 0 -> 1: linearly
     (I-JEPA, DINO's code) or along a half cosine (BYOL Sec. 3.2, MoCo v3):

@@ -84,13 +84,8 @@ class AdaLNBlock(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, T*N, W): T frames of N tokens; cond (B, T, C): one condition per frame,
         its modulation computed once and shared by the frame's N tokens."""
-        b, t = cond.shape[:2]
         mod = self.modulation(cond)[:, :, None]                         # (B, T, 1, 6W)
-        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
-        x = x.unflatten(1, (t, -1))                                     # (B, T, N, W)
-        h = (self.norm1(x) * (1 + scale1) + shift1).flatten(1, 2)
-        x = x + gate1 * self.attn(h, mask).unflatten(1, (t, -1))
-        x = x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+        x, _ = frame_layer(self, x.unflatten(1, (cond.shape[1], -1)), mod, mask)
         return x.flatten(1, 2)
 
 
@@ -208,7 +203,7 @@ def cached_rollout(predictor: nn.Module, context: torch.Tensor, context_actions:
                 x = x + past_add[:, past]
             frame = torch.arange(len(shared)).repeat_interleave(n)
             for layer, blk in enumerate(blocks):
-                x, kv = _cached_layer(blk, x, past_mods[layer][:, past] if past_mods else None,
+                x, kv = frame_layer(blk, x, past_mods[layer][:, past] if past_mods else None,
                                       frame[:, None] >= frame[None, :])
                 prefix.append(kv)
         chosen = slice(mine.start - k + 1, mine.stop - k + 1)
@@ -220,7 +215,7 @@ def cached_rollout(predictor: nn.Module, context: torch.Tensor, context_actions:
         mask = frame[len(shared) * n:, None] >= frame[None, :]
         for layer, blk in enumerate(blocks):
             last = layer == len(blocks) - 1   # only the newest frame is read
-            x, _ = _cached_layer(blk, x, plan_mods[layer][:, chosen] if plan_mods else None,
+            x, _ = frame_layer(blk, x, plan_mods[layer][:, chosen] if plan_mods else None,
                                  mask[-n:] if last else mask,
                                  prefix[layer] if prefix else None, last)
         nxt = predictor.output_proj(predictor.norm(x[:, -1]))          # (B, N, D)
@@ -231,10 +226,11 @@ def cached_rollout(predictor: nn.Module, context: torch.Tensor, context_actions:
     return torch.stack(out, dim=1)
 
 
-def _cached_layer(block: nn.Module, x: torch.Tensor, mod: torch.Tensor | None,
-                  mask: torch.Tensor, prefix: tuple | None = None, last_only: bool = False):
+def frame_layer(block: nn.Module, x: torch.Tensor, mod: torch.Tensor | None,
+                mask: torch.Tensor, prefix: tuple | None = None, last_only: bool = False):
     """One pre-norm block on M frames of N tokens, x (B, M, N, W), its norms modulated per
-    frame by mod (B, M, 1, 6W) (an AdaLN block; None: a plain one), attending also to
+    frame by mod (B, M, 1, 6W) (an AdaLN block; None: a plain one): AdaLNBlock's forward,
+    and cached_rollout's layer, which also lets the frames attend to
     `prefix` keys and values (1, heads, P, d) broadcast over the batch; with `last_only`,
     only the last frame's outputs are computed (`mask` then has its rows only). Returns
     (new x, this layer's keys and values of x)."""

@@ -26,24 +26,11 @@ import torch.nn.functional as F
 
 from jepalab.methods import StepOutput
 from jepalab.nn.predictor import cached_rollout, frame_causal_mask
-from jepalab.nn.vit import Attention, Mlp, ViTSpec, init_transformer
+from jepalab.nn.vit import Block, ViTSpec, init_transformer
 from jepalab.world import check_sizes
 from jepalab.world.vjepa_ac import FrozenEncoder, check_encoder
 
 DATA_KIND = "trajectories"
-
-
-class MaskedBlock(nn.Module):
-    """Pre-norm transformer block whose attention takes a mask (nn.vit.Block takes none)."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0):
-        super().__init__()
-        self.norm1, self.attn = nn.LayerNorm(dim, eps=1e-6), Attention(dim, num_heads)
-        self.norm2, self.mlp = nn.LayerNorm(dim, eps=1e-6), Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), mask)
-        return x + self.mlp(self.norm2(x))
 
 
 class ConcatPredictor(nn.Module):
@@ -60,7 +47,7 @@ class ConcatPredictor(nn.Module):
         self.action_encoder = nn.Linear(action_dim, action_embed_dim)
         self.input_proj = nn.Linear(embed_dim + action_embed_dim, width)
         self.pos_embed = nn.Parameter(torch.zeros(1, max_frames, tokens, width))
-        self.blocks = nn.ModuleList(MaskedBlock(width, num_heads) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(width, num_heads) for _ in range(depth))
         self.norm = nn.LayerNorm(width, eps=1e-6)
         self.output_proj = nn.Linear(width, embed_dim)
         init_transformer(self, self.blocks)

@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     quick = verbs.add_parser("quickstart", help="train a JEPA on shapes on CPU, probe it "
-                             "against its baselines, print the table (about 6 minutes)")
+                             "against its baselines, print the table; then train a small "
+                             "world model and plan with it (5 to 20 minutes on 2 CPU cores, "
+                             "by machine: README)")
     quick.add_argument("--out", default="runs/quickstart", help="where the runs go")
 
     train = verbs.add_parser("train", help="train a recipe: jepalab train RECIPE key=value ...")

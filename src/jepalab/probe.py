@@ -70,6 +70,10 @@ def probe_run(run_dir: str | Path, *, ceiling_dir: str | Path | None = None, see
                           "with `jepalab plan ENV RUN_DIR`")
     per_frame = per_frame_encoder(per_frame_dir, cfg) if per_frame_dir is not None else None
     data = load_data(cfg)
+    if not data.declares:
+        raise ConfigError(f"{run_dir} trained on unlabelled data ({cfg.data.name!r}): there is "
+                          "nothing to probe; its encoder serves a world model "
+                          f"(`jepalab train vjepa-ac-two-room method.encoder={run_dir} ...`)")
     spec = backbone_spec(cfg)
     attentive = spec.video if attentive is None else attentive
     rows = [probe_encoder(cfg.method_name, load(run_dir), data, attentive=attentive),

@@ -183,3 +183,26 @@ def test_read_rows_reads_each_row_once_whatever_the_chunking(tmp_path, chunks, s
         assert read_rows(f["x"], rows[:0]).shape == (0, 2)
     with h5py.File(small_file) as f:  # collect writes a frame per chunk: reads by window
         assert f["pixels"].chunks == (1, 16, 16, 3)
+
+
+def test_episodes_read_as_clips_are_their_windows_in_memory_or_streamed(small_file):
+    """trajectoryclips:FILE: a world model's windows as unlabelled clips, to pretrain a video
+    encoder on the episodes; streamed, the same clips read from the file."""
+    from jepalab.data import catalog
+    from jepalab.data.trajectories import load_trajectory_clips
+
+    windows = load_trajectories(small_file, image_size=16, window=3, frameskip=2)
+    for stream in (False, True):
+        clips = load_trajectory_clips(small_file, image_size=16, frames=3, frameskip=2,
+                                      stream=stream)
+        assert clips.train.clips.shape == (len(windows.train), 3, 3, 16, 16)
+        every = torch.arange(len(windows.train))
+        assert torch.equal(clips.train.clips[every], windows.train.batch(every)["frames"])
+        assert torch.equal(clips.train.batch(every[-2:])["clips"],
+                           windows.train.batch(every[-2:])["frames"])
+        assert torch.equal(clips.val.clips[:], windows.val.batch(
+            torch.arange(len(windows.val)))["frames"])
+        assert clips.declares == 0 and clips.describe()["classes"] == []
+    assert catalog.kind_of(f"trajectoryclips:{small_file}") == "videos"
+    with pytest.raises(DataError, match="fewer than a window"):
+        load_trajectory_clips(small_file, image_size=16, frames=20, frameskip=2)

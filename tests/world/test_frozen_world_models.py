@@ -8,11 +8,12 @@ from safetensors.torch import load_file, save_file
 
 from jepalab.build import build_method
 from jepalab.checkpoint import encoder_metadata
-from jepalab.config import ConfigError, from_dict
-from jepalab.data.trajectories import load_trajectories
+from jepalab.config import ConfigError, from_dict, load_config
+from jepalab.data.trajectories import load_trajectories, load_trajectory_clips
 from jepalab.data.views import to_float
 from jepalab.envs.collect import collect
 from jepalab.nn.vit import VisionTransformer, ViTSpec
+from jepalab.probe import probe_run
 from jepalab.train import parameter_groups, train
 from jepalab.world import load_world_model, rollout
 
@@ -167,3 +168,35 @@ def test_standardized_tokens_keep_the_first_batch_statistics(files):
     torch.testing.assert_close(reloaded.encode(later[:1]), raw_later[:1])  # one frame: unmeasured
     reloaded.load_state_dict(method.state_dict())
     torch.testing.assert_close(reloaded.encode(later), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_vjepa_pretrained_on_the_episodes_serves_as_the_frozen_encoder(files, tmp_path):
+    """V-JEPA 2's order: a video encoder pretrained on the environment's own episodes read as
+    clips (`trajectoryclips:`), then frozen under the action-conditioned predictor, which
+    sees each frame as a still clip of one tubelet."""
+    path = files / "t.h5"
+    clips = load_trajectory_clips(path, image_size=32, frames=4, frameskip=2)
+    windows = load_trajectories(path, image_size=32, window=4, frameskip=2)
+    assert clips.classes == [] and clips.declares == 0 and clips.frames == 4
+    assert len(clips.train) == len(windows.train) and len(clips.val) == len(windows.val) > 0
+    assert torch.equal(clips.train.clips[3:5], windows.train.batch(torch.arange(3, 5))["frames"])
+    assert torch.equal(clips.val.clips[[1, 0]], windows.val.batch(torch.tensor([1, 0]))["frames"])
+    run = tmp_path / "vjepa"
+    train(load_config("vjepa-moving-shapes", [
+        f"data.name=trajectoryclips:{path}", "data.frames=4", "data.frameskip=2",
+        "method.predictor_depth=1", "method.predictor_width=32", "train.steps=2",
+        "train.batch_size=8", "train.monitor_every=0", "train.threads=1"]), run,
+        show_progress=False)
+    with pytest.raises(ConfigError, match="unlabelled"):
+        probe_run(run, train_ceiling_if_missing=False)
+    method = build_method(from_dict(raw_config(files, "vjepa-ac", encoder=str(run))),
+                          2 * FRAMESKIP)
+    vit = method.encoder.vit
+    assert vit.spec.video and method.encoder.grid == (4, 4)
+    frames = a_batch(files)["frames"][:, 0]                                 # (4, 3, 32, 32)
+    still = to_float(frames)[:, None].expand(-1, vit.spec.tubelet, -1, -1, -1)
+    torch.testing.assert_close(method.encoder(frames), vit.patch_tokens(still))
+    assert method.encoder(frames).shape == (4, 16, vit.embed_dim)
+    out = method(a_batch(files))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and method.predictor.output_proj.weight.grad.abs().sum() > 0

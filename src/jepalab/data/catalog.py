@@ -17,6 +17,8 @@ A data set's name is `NAME` (built in) or `NAME:PATH` (read from disk):
   npyvideo:FILE        a uint8 array of clips (N, T, H, W[, C]), labels beside it
   trajectories:FILE    HDF5 episodes from `jepalab collect` (windows for world models);
                        with data.stream=true frames are read by window as batches need them
+  trajectoryclips:FILE the same windows (data.frames frames, data.frameskip apart) as
+                       unlabelled clips, to pretrain a video encoder (V-JEPA) on episodes
 
 Its kind says what it serves and so which methods it can train: "images" (ImageData),
 "videos" (VideoData) or "trajectories" (TrajectoryData). Each loaded data set answers
@@ -105,6 +107,13 @@ def _trajectories(path, cfg):
                              frameskip=cfg.frameskip, seed=cfg.seed, stream=cfg.stream)
 
 
+def _trajectory_clips(path, cfg):
+    from jepalab.data.trajectories import load_trajectory_clips
+
+    return load_trajectory_clips(path, image_size=cfg.image_size, frames=cfg.frames,
+                                 frameskip=cfg.frameskip, seed=cfg.seed, stream=cfg.stream)
+
+
 SOURCES = {
     "digits": Source("images", False, _digits),
     "shapes": Source("images", False, _shapes),
@@ -119,6 +128,7 @@ SOURCES = {
     "npyvideo": Source("videos", True, _npyvideo),
     "trajectories": Source("trajectories", True, _trajectories,
                            "trajectories:FILE.h5 (from `jepalab collect`)", streams=True),
+    "trajectoryclips": Source("videos", True, _trajectory_clips, streams=True),
 }
 
 

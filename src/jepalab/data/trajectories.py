@@ -13,6 +13,8 @@ File layout (format "jepalab-trajectories/1"), episodes laid end to end:
 
 `TrajectoryData` serves windows: `window` frames `frameskip` apart, and between each two
 the `frameskip` actions taken, flattened into one block action (frameskip * A numbers).
+`load_trajectory_clips` serves the same windows as unlabelled clips (a `VideoData`), for
+pretraining a video encoder (V-JEPA) on an environment's own episodes.
 With `stream` (data.stream=true) the pixels stay in the file (`FileFrames`): a batch reads
 its windows' frames, each once, and resizes them; actions and proprio are read whole.
 """
@@ -290,3 +292,43 @@ def load_trajectories(path: str | Path, *, image_size: int, window: int, framesk
     return TrajectoryData(str(path), splits[0], splits[1], env=str(attrs.get("env", "")),
                           env_kwargs=attrs["env_kwargs"], action_dim=actions.shape[1],
                           frameskip=frameskip)
+
+
+class WindowClips(LazyRows):
+    """The windows of a `TrajectorySplit` as a lazy uint8 (N, window, 3, S, S) array of
+    clips: a clip is gathered from the split's frames (in memory or `FileFrames`) when
+    indexed, so overlapping windows cost no memory."""
+
+    def __init__(self, split: TrajectorySplit):
+        super().__init__(len(split), (split.window, *split.images.shape[1:]))
+        self.split = split
+
+    def read(self, positions: list[int]) -> torch.Tensor:
+        return self.split.batch(torch.tensor(positions, dtype=torch.long))["frames"]
+
+    def subset(self, key) -> WindowClips:
+        split = self.split
+        starts = split.starts[self._positions(key).reshape(-1)]
+        return WindowClips(TrajectorySplit(split.images, split.actions, split.proprio, starts,
+                                           split.window, split.frameskip))
+
+
+def load_trajectory_clips(path: str | Path, *, image_size: int, frames: int, frameskip: int,
+                          seed: int = 0, stream: bool = False):
+    """A trajectory file's windows of `frames` frames `frameskip` apart as unlabelled clips:
+    a `VideoData` (no classes: there is nothing to probe) whose val and test splits are the
+    held-out episodes' windows. V-JEPA 2 pretrains its encoder on video before its
+    action-conditioned stage; this is that video, from `jepalab collect`."""
+    from jepalab.data.video import VideoData, VideoSplit
+
+    data = load_trajectories(path, image_size=image_size, window=frames, frameskip=frameskip,
+                             seed=seed, stream=stream)
+    if len(data.val) == 0:
+        raise DataError(f"{path}: no held-out episode has {frames} frames {frameskip} apart; "
+                        "collect more or longer episodes, or lower data.frames")
+
+    def split(part: TrajectorySplit) -> VideoSplit:
+        return VideoSplit(WindowClips(part), torch.zeros(len(part), dtype=torch.long))
+
+    held_out = split(data.val)
+    return VideoData(f"trajectoryclips:{path}", split(data.train), held_out, held_out, [])

@@ -74,7 +74,7 @@ class FrozenEncoder(nn.Module):
         self.train(False)
         self.standardize = standardize
         if standardize:
-            tokens = own.grid[0] * own.grid[1]
+            tokens = self.grid[0] * self.grid[1]
             self.register_buffer("token_mean", torch.zeros(tokens, self.vit.embed_dim))
             self.register_buffer("token_std", torch.ones(tokens, self.vit.embed_dim))
             self.register_buffer("measured", torch.zeros((), dtype=torch.bool))
@@ -90,12 +90,16 @@ class FrozenEncoder(nn.Module):
 
     @property
     def grid(self) -> tuple[int, int]:
-        return self.vit.spec.grid
+        """A frame's token grid (rows, columns)."""
+        return self.vit.spec.grid[-2:]
 
     @torch.no_grad()
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        images = resize_uint8(pixels, self.vit.spec.image_size)
-        tokens = self.vit.patch_tokens(to_float(images))
+        images = to_float(resize_uint8(pixels, self.vit.spec.image_size))
+        spec = self.vit.spec
+        if spec.video:  # a video encoder (V-JEPA) sees each frame as a still clip of one
+            images = images[:, None].expand(-1, spec.tubelet, -1, -1, -1)  # tubelet, as
+        tokens = self.vit.patch_tokens(images)                            # V-JEPA 2-AC does
         if not self.standardize:
             return tokens
         if self.pending and len(tokens) > 1:  # the first batch of frames measures

@@ -48,14 +48,17 @@ class FrozenEncoder(nn.Module):
     pixels to the encoder's own image size and returns its patch tokens (M, N, D).
 
     With `standardize`, each token's channels are standardised by their mean and standard
-    deviation over frames at that place (N, D), measured once, on the first batch of frames the
-    encoder sees (in training, the first training batch, over every process's share:
+    deviation over frames at that place (N, D), measured once, on the first batch of frames
+    the encoder sees (in training, the first training batch, over every process's share:
     `token_statistics`), and kept as buffers, so a checkpoint plans with the statistics it
-    was trained with. A frozen encoder's tokens can be mostly
-    what every frame shares (its positions, the static scene): on a LeWM encoder of
-    Two-Room, 14x more variance within a frame than across frames, where the agent is. A
-    predictor then learns the shared part and a latent cost sees nothing move; standardised,
-    what changes between frames is what the loss and the planner's cost measure."""
+    was trained with. A frozen encoder's tokens can be mostly what every frame shares (its
+    positions, the static scene): on a LeWM encoder of Two-Room, 14x more variance within a
+    frame than across frames, where the agent is. A predictor then learns the shared part
+    and a latent cost sees nothing move; standardised, what changes between frames is what
+    the loss and the planner's cost measure.
+
+    A video encoder (V-JEPA's) sees each frame as a still clip: the frame repeated over one
+    tubelet, as V-JEPA 2-AC encodes its frames."""
 
     def __init__(self, path: str, spec: ViTSpec, standardize: bool = False):
         super().__init__()
@@ -97,9 +100,9 @@ class FrozenEncoder(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         images = to_float(resize_uint8(pixels, self.vit.spec.image_size))
         spec = self.vit.spec
-        if spec.video:  # a video encoder (V-JEPA) sees each frame as a still clip of one
-            images = images[:, None].expand(-1, spec.tubelet, -1, -1, -1)  # tubelet, as
-        tokens = self.vit.patch_tokens(images)                            # V-JEPA 2-AC does
+        if spec.video:  # a still clip: the frame repeated over one tubelet
+            images = images[:, None].expand(-1, spec.tubelet, -1, -1, -1)
+        tokens = self.vit.patch_tokens(images)
         if not self.standardize:
             return tokens
         if self.pending and len(tokens) > 1:  # the first batch of frames measures

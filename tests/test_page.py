@@ -58,6 +58,26 @@ def test_collapse_warnings_are_marked(runs, tmp_path):
     assert 'class="warn">collapse warning at step 2: representation collapse' in page
 
 
+def test_a_plan_in_the_run_shows_its_success_table(runs, tmp_path):
+    """`jepalab plan`'s default output folder lies in the run: its plan.json rows hold the
+    per-category cells and also the settings and episodes (a dict and a list), which are
+    not categories (the report failed on them)."""
+    from jepalab.page import write_report
+
+    run = tmp_path / "planned"
+    shutil.copytree(runs / "b", run)
+    (run / "data.json").write_text(json.dumps({"kind": "trajectories", "env": "two-room"}))
+    row = {"name": "model / cem", "all": {"success": 0.54, "ci95": [0.404, 0.670],
+                                          "episodes": 50},
+           "solved_at_start": 5, "plan_ms_median": 8861.4, "plans": 166,
+           "settings": {"planner": "cem", "planner_options": {"samples": 400}},
+           "episodes_detail": [{"index": 0, "category": "all", "success": True}]}
+    (run / "plan-two-room-lewm-cem-l1-repeat").mkdir()
+    (run / "plan-two-room-lewm-cem-l1-repeat" / "plan.json").write_text(json.dumps([row]))
+    page = write_report(run).read_text()
+    assert "plan-two-room-lewm-cem-l1-repeat" in page and "[40, 67]" in page and "8861" in page
+
+
 def test_report_of_something_else_is_refused(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a jepalab run directory" in capsys.readouterr().err

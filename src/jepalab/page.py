@@ -102,7 +102,7 @@ def _plan_sections(run_dir: Path) -> str:
     for plan in sorted(run_dir.glob("plan*/plan.json")):
         rows = []  # summarise()'s rows: per category {success, ci95, episodes}, plan times
         for row in json.loads(plan.read_text()):
-            for category in [k for k, v in row.items() if isinstance(v, dict)]:
+            for category in [k for k, v in row.items() if isinstance(v, dict) and "ci95" in v]:
                 cell = row[category]
                 low, high = (100 * x for x in cell["ci95"])
                 rows.append([row["name"], category, f"{100 * cell['success']:.0f}",

@@ -77,8 +77,9 @@ def test_plans_with_different_settings_get_different_folders():
     second plan with other settings never overwrites the first's plan.json."""
     assert folder_name("two-room", protocol_settings("jepalab")) == \
         "plan-two-room-jepalab-cem-sum-repeat"
-    assert folder_name("pusht", protocol_settings("lewm", expert_data="x.h5", horizon=2)) == \
-        "plan-pusht-lewm-cem-last-distinct-h2"  # execute = horizon is lewm's default
+    assert folder_name("pusht", protocol_settings("lewm", expert_data="data/x.h5", horizon=2)) \
+        == "plan-pusht-lewm-cem-last-distinct-h2-on-x"  # execute = horizon is lewm's default
+    assert folder_name("pusht", protocol_settings("lewm", expert_data="y.h5")).endswith("-on-y")
     variants = [{}, {"horizon": 2}, {"execute": 2}, {"seed": 1}, {"episodes": 10},
                 {"budget": 80}, {"goal_offset": 20}, {"planner_options": {"samples": 400}},
                 {"planner_options": {"samples": 400, "elites": 10}}, {"cost": "last"},

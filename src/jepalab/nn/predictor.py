@@ -204,7 +204,7 @@ def cached_rollout(predictor: nn.Module, context: torch.Tensor, context_actions:
             frame = torch.arange(len(shared)).repeat_interleave(n)
             for layer, blk in enumerate(blocks):
                 x, kv = frame_layer(blk, x, past_mods[layer][:, past] if past_mods else None,
-                                      frame[:, None] >= frame[None, :])
+                                    frame[:, None] >= frame[None, :])
                 prefix.append(kv)
         chosen = slice(mine.start - k + 1, mine.stop - k + 1)
         x = torch.stack([inputs[j].expand(b, -1, -1) for j in mine], dim=1)  # (B, M, N, W)
@@ -216,8 +216,8 @@ def cached_rollout(predictor: nn.Module, context: torch.Tensor, context_actions:
         for layer, blk in enumerate(blocks):
             last = layer == len(blocks) - 1   # only the newest frame is read
             x, _ = frame_layer(blk, x, plan_mods[layer][:, chosen] if plan_mods else None,
-                                 mask[-n:] if last else mask,
-                                 prefix[layer] if prefix else None, last)
+                               mask[-n:] if last else mask,
+                               prefix[layer] if prefix else None, last)
         nxt = predictor.output_proj(predictor.norm(x[:, -1]))          # (B, N, D)
         if post is not None:
             nxt = post(nxt)

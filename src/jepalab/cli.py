@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--no-random", action="store_true", help="skip the random baseline")
     plan.add_argument("--out", default="", help="default RUN_DIR/plan-ENV-PROTOCOL-PLANNER-"
                       "COST-ACTIONBLOCK, then each setting that is not the protocol's "
-                      "default (e.g. -h2-samples400)")
+                      "default (e.g. -h2-samples400) and, for lewm, -on-EXPERTFILE")
     export = verbs.add_parser("export", help="write a run's evaluation encoder alone to one "
                               "safetensors file (timm's names; --format timm adds how to "
                               "rebuild it in timm)")

@@ -215,11 +215,14 @@ class TrajectorySplit:
     def __len__(self) -> int:
         return len(self.starts)
 
+    def frame_rows(self, index: torch.Tensor) -> torch.Tensor:
+        """(B, window) positions in `images` of the frames of windows `index`."""
+        return self.starts[index][:, None] + torch.arange(self.window) * self.frameskip
+
     def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """Windows `index`: frames uint8 (B, window, 3, S, S), actions (B, window - 1,
         frameskip * A) (the block taken after each frame but the last), proprio (B, window, P)."""
-        offsets = torch.arange(self.window) * self.frameskip
-        frames = self.starts[index][:, None] + offsets                       # (B, W)
+        frames = self.frame_rows(index)                                      # (B, W)
         steps = frames[:, :-1, None] + torch.arange(self.frameskip)          # (B, W-1, k)
         actions = self.actions[steps].flatten(2)
         return {"frames": self.images[frames], "actions": actions,
@@ -304,7 +307,8 @@ class WindowClips(LazyRows):
         self.split = split
 
     def read(self, positions: list[int]) -> torch.Tensor:
-        return self.split.batch(torch.tensor(positions, dtype=torch.long))["frames"]
+        split = self.split  # the frames alone: no actions or proprio gathered
+        return split.images[split.frame_rows(torch.tensor(positions, dtype=torch.long))]
 
     def subset(self, key) -> WindowClips:
         split = self.split

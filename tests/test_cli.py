@@ -24,6 +24,7 @@ def run(*args):
     (["plan", "two-room", "--model", "/no/such/run"], ["/no/such/run", "data.json"]),
     (["collect", "two-room", "--episodes", "0"], ["episodes", ">= 1"]),
     (["collect", "two-room", "--episodes", "1", "--size", "2"], ["size", "[8, 512]"]),
+    (["collect", "two-room", "--episodes", "1", "--hold", "0.5"], ["--hold", ">= 1", "0.5"]),
 ])
 def test_bad_input_gives_a_message_not_a_traceback(args, words):
     result = run(*args)

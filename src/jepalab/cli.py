@@ -107,7 +107,8 @@ def cmd_collect(args) -> int:
     path = collect(args.env, args.out or f"data/{args.env}-{args.policy}.h5",
                    episodes=args.episodes, steps=args.steps, policy=args.policy, seed=args.seed,
                    env_kwargs={"size": args.size}, show_progress=not args.quiet,
-                   **({"noise": args.noise} if args.policy == "noisy-expert" else {}))
+                   **({"noise": args.noise} if args.policy == "noisy-expert"
+                      else {"hold": args.hold}))
     print(f"trajectories: {path}")
     return 0
 
@@ -238,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--policy", choices=POLICIES, default="random")
     collect.add_argument("--noise", type=float, default=0.5, help="noisy-expert: std of the "
                          "Gaussian noise added to the expert's action (default 0.5)")
+    collect.add_argument("--hold", type=float, default=5.0, help="random: mean number of steps "
+                         "an action is held (a new one with probability 1/HOLD each step; "
+                         "default 5, a walk that goes places; 1: a new action every step, "
+                         "stable-worldmodel's random policy, whose Reacher data the anchors "
+                         "evaluate on)")
     collect.add_argument("--size", type=int, default=64, help="pixels per side (default 64)")
     collect.add_argument("--seed", type=int, default=0)
     collect.add_argument("--out", default="", help="HDF5 file (default data/ENV-POLICY.h5)")
@@ -267,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "actions per block, LeWM's (default: repeat; lewm: distinct)")
     plan.add_argument("--planner-option", action="append", default=[], metavar="KEY=VALUE",
                       help="a planner setting, e.g. samples=400 elites=10 iterations=10 "
-                      "(V-JEPA 2-AC's CEM; default LeWM's 300, 30, 30)")
+                      "(V-JEPA 2-AC's CEM; default LeWM's 300, 30, 30), min_std=0.05 (the "
+                      "CEM's floor under its std; lewm: 0, as LeWM's CEM)")
     plan.add_argument("--horizon", type=int, default=PlanSettings.horizon, help="blocks ahead")
     plan.add_argument("--execute", type=int, default=None,
                       help="blocks executed before replanning (default 1; lewm: all)")

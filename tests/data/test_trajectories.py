@@ -39,6 +39,17 @@ def test_round_trip_replays_exactly(small_file):
         assert not arrays["actions"][frames[-1]].any()  # the last frame has no action
 
 
+@pytest.mark.parametrize("hold, changes", [(1.0, (38, 40)), (5.0, (4, 12))])
+def test_the_random_policy_holds_each_action_for_hold_steps_on_average(tmp_path, hold, changes):
+    path = collect("two-room", tmp_path / "r.h5", episodes=1, steps=40, policy="random",
+                   seed=3, hold=hold, env_kwargs={"size": 8}, show_progress=False)
+    arrays, _, attrs = read_trajectories(path)
+    actions = arrays["actions"][:-1]                      # the last frame has no action
+    new = 1 + int((np.abs(np.diff(actions, axis=0)).sum(1) > 0).sum())
+    assert changes[0] <= new <= changes[1]                # 40 draws; about 40 / hold of them
+    assert attrs["policy_kwargs"] == {"hold": hold}
+
+
 def test_windows_follow_frameskip(small_file):
     data = load_trajectories(small_file, image_size=16, window=3, frameskip=4, val_fraction=0.0)
     arrays, _, _ = read_trajectories(small_file)

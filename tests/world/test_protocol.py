@@ -10,7 +10,8 @@ from jepalab.config import ConfigError
 from jepalab.data.images import DataError
 from jepalab.envs import make
 from jepalab.envs.collect import collect
-from jepalab.world.evaluate import PlanSettings, folder_name, protocol_settings
+from jepalab.world.evaluate import Agent, PlanSettings, folder_name, protocol_settings
+from jepalab.world.planners import parse_options
 from jepalab.world.protocol import ExpertGoals, check_not_trained_on
 
 pytestmark = pytest.mark.xdist_group("protocol")  # module fixtures: built once
@@ -70,6 +71,18 @@ def test_protocol_defaults_are_the_anchors():
     assert (ours.cost, ours.execute, ours.action_block) == ("sum", 1, "repeat")
     assert protocol_settings("lewm", expert_data="x", cost="sum").cost == "sum"
     assert PlanSettings().protocol == "jepalab"
+    # LeWM's CEM (stable-worldmodel's CEMSolver) has no floor under its std; ours keeps 0.05
+    assert lewm.planner_options == {"min_std": 0.0}
+    assert Agent(None, lewm, 2, 5).planner.min_std == 0.0
+    assert Agent(None, ours, 2, 5).planner.min_std == 0.05
+    given = protocol_settings("lewm", expert_data="x", planner_options={"samples": 400})
+    assert given.planner_options == {"min_std": 0.0, "samples": 400}
+    assert protocol_settings("lewm", expert_data="x", planner="mppi").planner_options == {}
+    assert parse_options("cem", ["min_std=0"]) == {"min_std": 0.0}
+    with pytest.raises(ConfigError, match="min_std must be a non-negative"):
+        parse_options("cem", ["min_std=-1"])
+    with pytest.raises(ConfigError, match="samples must be a positive"):
+        parse_options("cem", ["samples=0"])
 
 
 def test_plans_with_different_settings_get_different_folders():
@@ -80,6 +93,8 @@ def test_plans_with_different_settings_get_different_folders():
     assert folder_name("pusht", protocol_settings("lewm", expert_data="data/x.h5", horizon=2)) \
         == "plan-pusht-lewm-cem-last-distinct-h2-on-x"  # execute = horizon is lewm's default
     assert folder_name("pusht", protocol_settings("lewm", expert_data="y.h5")).endswith("-on-y")
+    floor = protocol_settings("lewm", expert_data="y.h5", planner_options={"min_std": 0.05})
+    assert folder_name("pusht", floor).endswith("-min_std0.05-on-y")  # lewm's own 0 unnamed
     variants = [{}, {"horizon": 2}, {"execute": 2}, {"seed": 1}, {"episodes": 10},
                 {"budget": 80}, {"goal_offset": 20}, {"planner_options": {"samples": 400}},
                 {"planner_options": {"samples": 400, "elites": 10}}, {"cost": "last"},

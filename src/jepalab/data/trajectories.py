@@ -9,7 +9,8 @@ File layout (format "jepalab-trajectories/1"), episodes laid end to end:
                                        an episode can be restarted (world/protocol.py);
                                        optional: files from before it lack it
   episode_starts  int64 (E + 1,)       episode e is frames [starts[e], starts[e + 1])
-  attrs           format, env, env_kwargs (JSON), policy, seed, episodes, steps, version
+  attrs           format, env, env_kwargs (JSON), policy, policy_kwargs (JSON), seed,
+                  episodes, steps, version
 
 `TrajectoryData` serves windows: `window` frames `frameskip` apart, and between each two
 the `frameskip` actions taken, flattened into one block action (frameskip * A numbers).
@@ -128,7 +129,8 @@ def open_trajectories(path: str | Path):
         if starts[0] != 0 or starts[-1] != frames or np.any(np.diff(starts) < 2):
             raise DataError(f"{path}: episode_starts does not cut the {frames} frames into "
                             "episodes of at least 2 frames")
-        attrs["env_kwargs"] = json.loads(attrs.get("env_kwargs", "{}"))
+        for key in ("env_kwargs", "policy_kwargs"):
+            attrs[key] = json.loads(attrs.get(key, "{}"))
         yield f, starts, attrs
 
 

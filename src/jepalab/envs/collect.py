@@ -2,7 +2,9 @@
 
 Policies (per env step, from one numpy generator seeded by the collection's seed):
   random        a uniform action in [-1, 1]^A, kept for a geometric number of steps (a new
-                one with probability 1/`hold` each step): a random walk that goes places
+                one with probability 1/`hold` each step; `hold` 5 by default, a random walk
+                that goes places; 1: a new action every step, stable-worldmodel's
+                RandomPolicy, whose Reacher episodes the anchors evaluate on)
   noisy-expert  the environment's `expert_action` plus Gaussian noise (std `noise`), clipped
 Episodes run for a fixed number of steps whatever happens (success does not end them), so
 every episode has the same length; episode e resets with seed `seed * 100_003 + e`. Each
@@ -30,9 +32,11 @@ class Policy:
                  noise: float = 0.5):
         if name not in POLICIES:
             raise UnknownName(f"unknown policy {name!r}; valid: {', '.join(POLICIES)}")
-        if not (math.isfinite(noise) and noise >= 0 and math.isfinite(hold) and hold >= 1):
-            raise ConfigError(f"--noise must be a finite number >= 0 (got {noise}) and hold "
-                              f">= 1 (got {hold})")
+        if not (math.isfinite(noise) and noise >= 0):
+            raise ConfigError(f"--noise must be a finite number >= 0, got {noise}")
+        if not (math.isfinite(hold) and hold >= 1):
+            raise ConfigError(f"--hold must be a finite number >= 1 (1: a new action every "
+                              f"step), got {hold}")
         self.name, self.env, self.rng, self.hold, self.noise = name, env, rng, hold, noise
         self.previous = None
 

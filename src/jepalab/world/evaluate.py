@@ -92,14 +92,16 @@ def folder_name(env: str, settings: PlanSettings) -> str:
             f"{settings.action_block}")
     if settings.horizon != PlanSettings.horizon:
         name += f"-h{settings.horizon}"
-    default = protocol_settings(settings.protocol, horizon=settings.horizon)
+    default = protocol_settings(settings.protocol, horizon=settings.horizon,
+                                planner=settings.planner)
     tags = {"execute": "x", "episodes": "n", "seed": "seed", "budget": "budget",
             "goal_offset": "goal"}
     for key, tag in tags.items():
         if getattr(settings, key) != getattr(default, key):
             name += f"-{tag}{getattr(settings, key)}"
     for key, value in sorted(settings.planner_options.items()):
-        name += f"-{key}{value:g}"
+        if default.planner_options.get(key) != value:
+            name += f"-{key}{value:g}"
     if settings.protocol == "lewm":  # whose starts and goals
         name += f"-on-{Path(settings.expert_data).stem}"
     return name
@@ -108,14 +110,19 @@ def folder_name(env: str, settings: PlanSettings) -> str:
 def protocol_settings(protocol: str, **given) -> PlanSettings:
     """PlanSettings with what `given` leaves None taken from the protocol: the anchors'
     ("lewm") plan with LeWM's cost at the last block, execute the whole plan (5 blocks of 5
-    distinct actions: 25 steps) and replan; ours defaults to the summed cost, one repeated
-    action per block and replanning after every block. (validate() checks the result.)"""
+    distinct actions: 25 steps) and replan, and LeWM's CEM (stable-worldmodel's CEMSolver)
+    puts no floor under its std; ours defaults to the summed cost, one repeated action per
+    block, replanning after every block and a std floor of 0.05. Planner options given are
+    laid over the protocol's. (validate() checks the result.)"""
     lewm = protocol == "lewm"
     horizon = given.get("horizon") or PlanSettings.horizon
+    planner = given.get("planner") or PlanSettings.planner
     defaults = {"cost": "last" if lewm else PlanSettings.cost,
                 "execute": horizon if lewm else PlanSettings.execute,
-                "action_block": "distinct" if lewm else PlanSettings.action_block}
+                "action_block": "distinct" if lewm else PlanSettings.action_block,
+                "planner_options": {"min_std": 0.0} if lewm and planner == "cem" else {}}
     chosen = {key: value for key, value in given.items() if value is not None}
+    chosen["planner_options"] = defaults["planner_options"] | chosen.get("planner_options", {})
     return PlanSettings(protocol=protocol, **(defaults | chosen))
 
 

@@ -45,7 +45,8 @@ class CEM:
     elites: int = 30
     iterations: int = 30
     init_std: float = 1.0
-    min_std: float = 0.05  # keeps the search from freezing on one candidate
+    min_std: float = 0.05  # keeps the search from freezing on one candidate (0 under the
+                           # anchors' protocol: LeWM's CEM has no floor)
 
     def __post_init__(self):
         if not 1 <= self.elites <= self.samples:
@@ -140,8 +141,11 @@ def parse_options(name: str, pairs: list[str]) -> dict:
             options[key] = kind(value)
         except ValueError:
             options[key] = None
-        if options[key] is None or not options[key] > 0 or options[key] == float("inf"):
-            raise ConfigError(f"--planner-option {key}={value!r}: {key} must be a positive "
+        floor = key == "min_std"  # 0: no floor (LeWM's CEM)
+        if (options[key] is None or not (options[key] >= 0 if floor else options[key] > 0)
+                or options[key] == float("inf")):
+            raise ConfigError(f"--planner-option {key}={value!r}: {key} must be a "
+                              f"{'non-negative' if floor else 'positive'} "
                               f"{'integer' if kind is int else 'finite number'}")
     try:
         make_planner(name, **options)  # the planner's own checks (elites <= samples, ...)

@@ -1,0 +1,99 @@
+"""The planner's own ceiling on Reacher: LeWM's CEM with the simulator itself as the world model.
+
+    MUJOCO_GL=egl python benchmarks/oracle_planning.py --expert-data FILE.h5
+    MUJOCO_GL=egl python benchmarks/oracle_planning.py --expert-data FILE.h5 --min-std 0
+
+Under the anchors' protocol (`jepalab plan reacher --protocol lewm`: start and goal 25 steps
+apart in a held-out file, both joints within 0.05 rad, 50 steps, 5 blocks of 5 distinct
+actions planned, all 25 executed, then replanned) a world model can do no better than its
+planner does with a perfect model. Here every CEM candidate is rolled out in MuJoCo from the
+arm's true state (`mujoco.rollout`, batched in C) and scored by the squared joint-angle
+error at the plan's last step (the shoulder's the short way round): LeWM's `last` cost, in
+the state space instead of a latent one. Same episodes as `jepalab plan` (ExpertGoals with
+the same seed), same success test. One row per `--min-std` (the CEM's floor under its
+std: 0 is LeWM's CEM and the protocol's default, 0.05 ours), side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import mujoco
+import mujoco.rollout
+import numpy as np
+import torch
+
+from jepalab.envs import make
+from jepalab.envs.reacher import ACTION_REPEAT, wrap_angle
+from jepalab.world.evaluate import wilson
+from jepalab.world.planners import CEM
+from jepalab.world.protocol import LEWM_BUDGET, LEWM_GOAL_OFFSET, ExpertGoals
+
+BLOCKS, BLOCK = 5, 5                      # LeWM's horizon and action block
+
+
+def joint_error(qpos: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    error = qpos - goal
+    error[..., 0] = wrap_angle(error[..., 0])
+    return error
+
+
+def episode(env, options: dict, planner: CEM) -> tuple[bool, float]:
+    """One episode under the anchors' protocol; (success, smallest max-joint error seen)."""
+    model, data = env.physics.model.ptr, env.physics.data.ptr
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    goal = np.asarray(options["goal_state"][:2])
+    env.reset(seed=0, options=options)
+    steps, success, closest = 0, env.succeeded(), np.inf
+    while not success and steps < LEWM_BUDGET:
+        start = np.empty(mujoco.mj_stateSize(model, spec))
+        mujoco.mj_getState(model, data, start, spec)
+
+        def cost(plans: torch.Tensor, start=start) -> torch.Tensor:
+            actions = plans.reshape(len(plans), BLOCKS * BLOCK, -1).clamp(-1, 1).double().numpy()
+            states, _ = mujoco.rollout.rollout(model, data, start,
+                                               np.repeat(actions, ACTION_REPEAT, axis=1))
+            last = states[:, -1, 1:1 + len(goal)]          # full-physics state: time, qpos, ...
+            return torch.from_numpy(np.square(joint_error(last, goal)).sum(-1)).float()
+
+        plan = planner.plan(cost, BLOCKS, BLOCK * env.action_space.shape[0])
+        for action in plan.reshape(BLOCKS * BLOCK, -1):
+            _, _, done, _, info = env.step(action.clamp(-1, 1).numpy())
+            steps += 1
+            closest = min(closest, np.abs(joint_error(env.physics.data.qpos.copy(), goal)).max())
+            if done or steps >= LEWM_BUDGET:
+                break
+        success = info["success"]
+    return bool(success), float(closest)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--expert-data", required=True, help="a `jepalab collect reacher` file "
+                        "(what `jepalab plan --protocol lewm --expert-data` reads)")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0, help="which episodes (as jepalab plan)")
+    parser.add_argument("--min-std", type=float, nargs="+", default=[0.0, 0.05])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    env = make("reacher", size=16)                 # pixels unused: a small render is cheap
+    env.max_episode_steps = LEWM_BUDGET
+    goals = ExpertGoals.sample(args.expert_data, "reacher", episodes=args.episodes,
+                               goal_offset=LEWM_GOAL_OFFSET, seed=args.seed)
+    print(f"{'CEM (300, top 30, 30 iterations)':<36} {'success %':>16} {'median closest':>15} "
+          f"{'s/episode':>10}")
+    for min_std in args.min_std:
+        torch.manual_seed(args.seed)
+        planner, results, began = CEM(min_std=min_std), [], time.perf_counter()
+        for i in range(args.episodes):
+            results.append(episode(env, goals.options(i), planner))
+        wins = sum(success for success, _ in results)
+        low, high = wilson(wins, args.episodes)
+        closest = np.median([c for _, c in results])
+        rate = f"{100 * wins / args.episodes:.0f} [{100 * low:.0f}, {100 * high:.0f}]"
+        seconds = (time.perf_counter() - began) / args.episodes
+        print(f"{f'min_std {min_std:g}':<36} {rate:>16} {closest:>13.3f} rad {seconds:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -74,17 +74,21 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0, help="which episodes (as jepalab plan)")
     parser.add_argument("--min-std", type=float, nargs="+", default=[0.0, 0.05])
+    parser.add_argument("--init-std", type=float, default=1.0, help="the CEM's first std "
+                        "(LeWM samples actions standardised by the data's std: uniform random "
+                        "torques have std 0.577, so its first std is 0.577 in torque units)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     env = make("reacher", size=16)                 # pixels unused: a small render is cheap
     env.max_episode_steps = LEWM_BUDGET
     goals = ExpertGoals.sample(args.expert_data, "reacher", episodes=args.episodes,
                                goal_offset=LEWM_GOAL_OFFSET, seed=args.seed)
-    print(f"{'CEM (300, top 30, 30 iterations)':<36} {'success %':>16} {'median closest':>15} "
+    print(f"{f'CEM (300, top 30, 30 its, std {args.init_std:g})':<36} {'success %':>16} {'median closest':>15} "
           f"{'s/episode':>10}")
     for min_std in args.min_std:
         torch.manual_seed(args.seed)
-        planner, results, began = CEM(min_std=min_std), [], time.perf_counter()
+        planner = CEM(init_std=args.init_std, min_std=min_std)
+        results, began = [], time.perf_counter()
         for i in range(args.episodes):
             results.append(episode(env, goals.options(i), planner))
         wins = sum(success for success, _ in results)

@@ -24,18 +24,12 @@ import numpy as np
 import torch
 
 from jepalab.envs import make
-from jepalab.envs.reacher import ACTION_REPEAT, wrap_angle
+from jepalab.envs.reacher import ACTION_REPEAT, joint_error
 from jepalab.world.evaluate import wilson
 from jepalab.world.planners import CEM
 from jepalab.world.protocol import LEWM_BUDGET, LEWM_GOAL_OFFSET, ExpertGoals
 
 BLOCKS, BLOCK = 5, 5                      # LeWM's horizon and action block
-
-
-def joint_error(qpos: np.ndarray, goal: np.ndarray) -> np.ndarray:
-    error = qpos - goal
-    error[..., 0] = wrap_angle(error[..., 0])
-    return error
 
 
 def episode(env, options: dict, planner: CEM) -> tuple[bool, float]:
@@ -60,7 +54,7 @@ def episode(env, options: dict, planner: CEM) -> tuple[bool, float]:
         for action in plan.reshape(BLOCKS * BLOCK, -1):
             _, _, done, _, info = env.step(action.clamp(-1, 1).numpy())
             steps += 1
-            closest = min(closest, np.abs(joint_error(env.physics.data.qpos.copy(), goal)).max())
+            closest = min(closest, np.abs(joint_error(env.physics.data.qpos, goal)).max())
             if done or steps >= LEWM_BUDGET:
                 break
         success = info["success"]
@@ -83,8 +77,8 @@ def main() -> None:
     env.max_episode_steps = LEWM_BUDGET
     goals = ExpertGoals.sample(args.expert_data, "reacher", episodes=args.episodes,
                                goal_offset=LEWM_GOAL_OFFSET, seed=args.seed)
-    print(f"{f'CEM (300, top 30, 30 its, std {args.init_std:g})':<36} {'success %':>16} {'median closest':>15} "
-          f"{'s/episode':>10}")
+    title = f"CEM (300, top 30, 30 its, std {args.init_std:g})"
+    print(f"{title:<36} {'success %':>16} {'median closest':>15} {'s/episode':>10}")
     for min_std in args.min_std:
         torch.manual_seed(args.seed)
         planner = CEM(init_std=args.init_std, min_std=min_std)

@@ -57,6 +57,13 @@ def wrap_angle(angle):
     return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
 
 
+def joint_error(qpos, goal) -> np.ndarray:
+    """(..., 2) joint angles minus the goal's, the shoulder's taken the short way round."""
+    error = np.asarray(qpos, dtype=np.float64) - np.asarray(goal, dtype=np.float64)
+    error[..., 0] = wrap_angle(error[..., 0])
+    return error
+
+
 def random_configuration(rng: np.random.Generator) -> np.ndarray:
     """(shoulder, wrist): shoulder uniform on the circle, wrist uniform in its limits."""
     return np.array([rng.uniform(-np.pi, np.pi), rng.uniform(-WRIST_LIMIT, WRIST_LIMIT)])
@@ -152,8 +159,7 @@ class Reacher(PixelEnv):
     def state_matches(self, goal_state) -> bool:
         """stable-worldmodel's "qpos_match": each joint within 0.05 rad of the goal's (the
         shoulder's error taken the short way round the circle)."""
-        error = self.physics.data.qpos - np.asarray(goal_state[:2])
-        error[0] = wrap_angle(error[0])
+        error = joint_error(self.physics.data.qpos, goal_state[:2])
         return bool(np.all(np.abs(error) < QPOS_TOLERANCE))
 
     def success(self) -> bool:

@@ -170,6 +170,35 @@ def test_standardized_tokens_keep_the_first_batch_statistics(files):
     torch.testing.assert_close(reloaded.encode(later), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", METHODS)
+def test_pooled_tokens_average_each_square_of_places(files, name):
+    """method.pool=2: the 4 x 4 token grid becomes 2 x 2, each token the mean of its 2 x 2
+    square (row-major places), standardised afterwards; the predictor and a rollout run on
+    the 4 tokens; a pool that does not divide the grid is refused with the valid ones."""
+    plain = build_method(from_dict(raw_config(files, name, pool=2)), 2 * FRAMESKIP)
+    method = build_method(from_dict(raw_config(files, name, pool=2, standardize=True)),
+                          2 * FRAMESKIP)
+    frames = a_batch(files, 8)["frames"].flatten(0, 1)
+    places = plain.encoder.vit.patch_tokens(to_float(frames)).unflatten(1, (4, 4))
+    assert plain.encoder.grid == method.encoder.grid == (2, 2)
+    means = torch.stack([places[:, :2, :2].mean((1, 2)), places[:, :2, 2:].mean((1, 2)),
+                         places[:, 2:, :2].mean((1, 2)), places[:, 2:, 2:].mean((1, 2))], 1)
+    torch.testing.assert_close(plain.encoder(frames), means, atol=1e-6, rtol=1e-5)
+    z = method.encoder(frames)                         # the first batch: standardised by itself
+    torch.testing.assert_close(z.mean(0), torch.zeros_like(z[0]), atol=1e-3, rtol=0)
+    assert 0.1 < float(z.std(0, correction=0).mean()) <= 1 + 1e-3
+    batch = a_batch(files)
+    z = method.encode(batch["frames"].flatten(0, 1)).unflatten(0, (4, WINDOW))
+    assert z.shape[2] == 4
+    assert rollout(method, z[:, :1], batch["actions"][:, :0], batch["actions"][:, :2]).shape \
+        == (4, 2, 4, z.shape[-1])
+    assert torch.isfinite(method(batch).loss)
+    with pytest.raises(ValueError, match=r"method.pool=3 must divide .* 4 x 4 .* \[1, 2, 4\]"):
+        build_method(from_dict(raw_config(files, name, pool=3)), 2 * FRAMESKIP)
+    with pytest.raises(ConfigError, match="method.pool must be >= 1"):
+        from_dict(raw_config(files, name, pool=0))
+
+
 def test_vjepa_pretrained_on_the_episodes_serves_as_the_frozen_encoder(files, tmp_path):
     """V-JEPA 2's order: a video encoder pretrained on the environment's own episodes read as
     clips (`trajectoryclips:`), then frozen under the action-conditioned predictor, which

@@ -100,18 +100,19 @@ class Config:
     predictor_depth: int = 3
     predictor_heads: int = 4
     standardize: bool = False       # tokens standardised per place and channel (FrozenEncoder)
+    pool: int = 1                   # k x k tokens averaged into one (FrozenEncoder)
 
     def validate(self) -> None:
         check_encoder(self.encoder)
         check_sizes(self, ("history", "action_embed_dim", "predictor_width",
-                           "predictor_depth", "predictor_heads"))
+                           "predictor_depth", "predictor_heads", "pool"))
 
 
 class Method(nn.Module):
     def __init__(self, cfg: Config, spec: ViTSpec, action_dim: int):
         super().__init__()
         self.cfg, self.history = cfg, cfg.history
-        self.encoder = FrozenEncoder(cfg.encoder, spec, cfg.standardize)
+        self.encoder = FrozenEncoder(cfg.encoder, spec, cfg.standardize, cfg.pool)
         grid = self.encoder.grid
         self.predictor = ConcatPredictor(self.encoder.vit.embed_dim, action_dim,
                                          grid[0] * grid[1],

@@ -57,10 +57,15 @@ class FrozenEncoder(nn.Module):
     and a latent cost sees nothing move; standardised, what changes between frames is what
     the loss and the planner's cost measure.
 
+    With `pool` k > 1, each k x k square of tokens is averaged into one (before the
+    standardisation): k^2 fewer tokens for the predictor and the planner, whose cost grows
+    with the tokens a frame (V-JEPA 2-AC plans on a GPU; on 2 CPU cores 36 tokens a frame cost
+    28 s a plan at its settings).
+
     A video encoder (V-JEPA's) sees each frame as a still clip: the frame repeated over one
     tubelet, as V-JEPA 2-AC encodes its frames."""
 
-    def __init__(self, path: str, spec: ViTSpec, standardize: bool = False):
+    def __init__(self, path: str, spec: ViTSpec, standardize: bool = False, pool: int = 1):
         super().__init__()
         where = Path(path)
         if not where.exists():
@@ -73,6 +78,12 @@ class FrozenEncoder(nn.Module):
                              f"{own.patch_size} px, but the config says model.arch={spec.arch} "
                              f"model.patch_size={spec.patch_size}; set model.arch={own.arch} "
                              f"model.patch_size={own.patch_size}")
+        rows, cols = own.grid[-2:]
+        if pool < 1 or rows % pool or cols % pool:
+            divisors = [k for k in range(1, min(rows, cols) + 1) if rows % k == 0 == cols % k]
+            raise ValueError(f"method.pool={pool} must divide the encoder's {rows} x {cols} "
+                             f"token grid ({path}); valid: {divisors}")
+        self.pool = pool
         self.vit.requires_grad_(False)
         self.train(False)
         self.standardize = standardize
@@ -93,8 +104,9 @@ class FrozenEncoder(nn.Module):
 
     @property
     def grid(self) -> tuple[int, int]:
-        """A frame's token grid (rows, columns)."""
-        return self.vit.spec.grid[-2:]
+        """A frame's token grid (rows, columns), after pooling."""
+        rows, cols = self.vit.spec.grid[-2:]
+        return rows // self.pool, cols // self.pool
 
     @torch.no_grad()
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -103,6 +115,10 @@ class FrozenEncoder(nn.Module):
         if spec.video:  # a still clip: the frame repeated over one tubelet
             images = images[:, None].expand(-1, spec.tubelet, -1, -1, -1)
         tokens = self.vit.patch_tokens(images)
+        if self.pool > 1:
+            rows, cols = self.vit.spec.grid[-2:]
+            square = tokens.transpose(1, 2).unflatten(2, (rows, cols))        # (M, D, rows, cols)
+            tokens = F.avg_pool2d(square, self.pool).flatten(2).transpose(1, 2)
         if not self.standardize:
             return tokens
         if self.pending and len(tokens) > 1:  # the first batch of frames measures
@@ -140,10 +156,12 @@ class Config:
     predictor_depth: int = 3
     predictor_heads: int = 4
     standardize: bool = False       # tokens standardised per place and channel (FrozenEncoder)
+    pool: int = 1                   # k x k tokens averaged into one (FrozenEncoder)
 
     def validate(self) -> None:
         check_encoder(self.encoder)
-        check_sizes(self, ("history", "predictor_width", "predictor_depth", "predictor_heads"))
+        check_sizes(self, ("history", "predictor_width", "predictor_depth", "predictor_heads",
+                           "pool"))
         if self.rollout_steps < 0:
             raise ValueError(f"method.rollout_steps must be >= 0 (0: no rollout loss), got "
                              f"{self.rollout_steps}")
@@ -153,7 +171,7 @@ class Method(nn.Module):
     def __init__(self, cfg: Config, spec: ViTSpec, action_dim: int):
         super().__init__()
         self.cfg, self.history = cfg, cfg.history
-        self.encoder = FrozenEncoder(cfg.encoder, spec, cfg.standardize)
+        self.encoder = FrozenEncoder(cfg.encoder, spec, cfg.standardize, cfg.pool)
         self.predictor = ActionPredictor(self.encoder.vit.embed_dim, action_dim,
                                          width=cfg.predictor_width, depth=cfg.predictor_depth,
                                          num_heads=cfg.predictor_heads, history=cfg.history,

@@ -2,6 +2,8 @@
 
     MUJOCO_GL=egl python benchmarks/oracle_planning.py --expert-data FILE.h5
     MUJOCO_GL=egl python benchmarks/oracle_planning.py --expert-data FILE.h5 --min-std 0
+    MUJOCO_GL=egl python benchmarks/oracle_planning.py --expert-data FILE.h5 --min-std 0 \
+        --horizon 2 --samples 400 --elites 10 --iterations 10   # V-JEPA 2-AC's CEM
 
 Under the anchors' protocol (`jepalab plan reacher --protocol lewm`: start and goal 25 steps
 apart in a held-out file, both joints within 0.05 rad, 50 steps, 5 blocks of 5 distinct
@@ -11,7 +13,9 @@ arm's true state (`mujoco.rollout`, batched in C) and scored by the squared join
 error at the plan's last step (the shoulder's the short way round): LeWM's `last` cost, in
 the state space instead of a latent one. Same episodes as `jepalab plan` (ExpertGoals with
 the same seed), same success test. One row per `--min-std` (the CEM's floor under its
-std: 0 is LeWM's CEM and the protocol's default, 0.05 ours), side by side.
+std: 0 is LeWM's CEM and the protocol's default, 0.05 ours), side by side. `--horizon`,
+`--samples`, `--elites` and `--iterations` set another CEM (V-JEPA 2-AC's: 2 blocks, 400,
+10, 10); the whole plan is executed before replanning, as the protocol does.
 """
 from __future__ import annotations
 
@@ -29,10 +33,10 @@ from jepalab.world.evaluate import wilson
 from jepalab.world.planners import CEM
 from jepalab.world.protocol import LEWM_BUDGET, LEWM_GOAL_OFFSET, ExpertGoals
 
-BLOCKS, BLOCK = 5, 5                      # LeWM's horizon and action block
+BLOCK = 5                                 # LeWM's action block: 5 distinct actions
 
 
-def episode(env, options: dict, planner: CEM) -> tuple[bool, float]:
+def episode(env, options: dict, planner: CEM, blocks: int) -> tuple[bool, float]:
     """One episode under the anchors' protocol; (success, smallest max-joint error seen)."""
     model, data = env.physics.model.ptr, env.physics.data.ptr
     spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -44,14 +48,14 @@ def episode(env, options: dict, planner: CEM) -> tuple[bool, float]:
         mujoco.mj_getState(model, data, start, spec)
 
         def cost(plans: torch.Tensor, start=start) -> torch.Tensor:
-            actions = plans.reshape(len(plans), BLOCKS * BLOCK, -1).clamp(-1, 1).double().numpy()
+            actions = plans.reshape(len(plans), blocks * BLOCK, -1).clamp(-1, 1).double().numpy()
             states, _ = mujoco.rollout.rollout(model, data, start,
                                                np.repeat(actions, ACTION_REPEAT, axis=1))
             last = states[:, -1, 1:1 + len(goal)]          # full-physics state: time, qpos, ...
             return torch.from_numpy(np.square(joint_error(last, goal)).sum(-1)).float()
 
-        plan = planner.plan(cost, BLOCKS, BLOCK * env.action_space.shape[0])
-        for action in plan.reshape(BLOCKS * BLOCK, -1):
+        plan = planner.plan(cost, blocks, BLOCK * env.action_space.shape[0])
+        for action in plan.reshape(blocks * BLOCK, -1):
             _, _, done, _, info = env.step(action.clamp(-1, 1).numpy())
             steps += 1
             closest = min(closest, np.abs(joint_error(env.physics.data.qpos, goal)).max())
@@ -71,20 +75,25 @@ def main() -> None:
     parser.add_argument("--init-std", type=float, default=1.0, help="the CEM's first std "
                         "(LeWM samples actions standardised by the data's std: uniform random "
                         "torques have std 0.577, so its first std is 0.577 in torque units)")
+    parser.add_argument("--horizon", type=int, default=5, help="blocks planned (LeWM: 5)")
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--elites", type=int, default=30)
+    parser.add_argument("--iterations", type=int, default=30)
     args = parser.parse_args()
     torch.set_num_threads(1)
     env = make("reacher", size=16)                 # pixels unused: a small render is cheap
     env.max_episode_steps = LEWM_BUDGET
     goals = ExpertGoals.sample(args.expert_data, "reacher", episodes=args.episodes,
                                goal_offset=LEWM_GOAL_OFFSET, seed=args.seed)
-    title = f"CEM (300, top 30, 30 its, std {args.init_std:g})"
+    title = (f"CEM ({args.samples}, top {args.elites}, {args.iterations} its, std "
+             f"{args.init_std:g}, {args.horizon} blocks)")
     print(f"{title:<36} {'success %':>16} {'median closest':>15} {'s/episode':>10}")
     for min_std in args.min_std:
         torch.manual_seed(args.seed)
-        planner = CEM(init_std=args.init_std, min_std=min_std)
+        planner = CEM(args.samples, args.elites, args.iterations, args.init_std, min_std)
         results, began = [], time.perf_counter()
         for i in range(args.episodes):
-            results.append(episode(env, goals.options(i), planner))
+            results.append(episode(env, goals.options(i), planner, args.horizon))
         wins = sum(success for success, _ in results)
         low, high = wilson(wins, args.episodes)
         closest = np.median([c for _, c in results])

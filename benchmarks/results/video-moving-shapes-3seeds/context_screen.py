@@ -1,34 +1,24 @@
-"""Quick screen of a V-JEPA run's context encoder (and target encoder): pooled linear (10k)
-+ attentive (3k train, 1 setting, 6 epochs) on test, as quick_screen.py."""
-import sys, json, torch
-torch.set_num_threads(1)
+"""Quick screen (quick_screen.py's) of a V-JEPA run's context encoder, read from its
+model.safetensors, and with --target of its target encoder: python context_screen.py RUN"""
+import sys
+
+import torch
+from quick_screen import screen
 from safetensors.torch import load_file
+
 from jepalab import checkpoint, load
-from jepalab.probe import run_config
 from jepalab.build import backbone_spec, load_data
-from jepalab.eval.probes import extract_features, linear_probe
-from jepalab.eval.attentive import extract_tokens, attentive_probe
-from jepalab.eval.collapse import rankme
 from jepalab.nn.vit import VisionTransformer
+from jepalab.probe import run_config
 
-def screen(name, enc, data, n_att=3000):
-    enc.eval()
-    tr, va, te = data.train.images[:10000], data.val.images, data.test.images
-    f = [extract_features(enc, x) for x in (tr, va, te)]
-    lin = linear_probe(f[0], data.train.labels[:10000], f[1], data.val.labels, f[2], data.test.labels, num_classes=10).test_acc
-    t = [extract_tokens(enc, x) for x in (tr[:n_att], va, te)]
-    att = attentive_probe(t[0], data.train.labels[:n_att], t[1], data.val.labels, t[2], data.test.labels,
-                          num_classes=10, epochs=6, lrs=(1e-3,), weight_decays=(0.01,)).test_acc
-    tok_rank = rankme(t[2].flatten(0, 1)[:20000])
-    print(json.dumps(dict(name=name, linear=round(lin, 3), attentive=round(att, 3),
-                          rankme=round(rankme(f[2]), 1), token_rankme=round(tok_rank, 1))), flush=True)
-
+torch.set_num_threads(1)
 run = sys.argv[1]
 cfg = run_config(run)
 data = load_data(cfg)
 state = load_file(checkpoint.latest(run) / "model.safetensors")
-ctx = VisionTransformer(backbone_spec(cfg))
-ctx.load_state_dict({k[len("context_encoder."):]: v for k, v in state.items() if k.startswith("context_encoder.")})
-screen(run + ":context", ctx, data)
+context = VisionTransformer(backbone_spec(cfg)).eval()
+context.load_state_dict({k[len("context_encoder."):]: v for k, v in state.items()
+                         if k.startswith("context_encoder.")})
+screen(run + ":context", context, data)
 if "--target" in sys.argv:
     screen(run + ":target", load(run), data)

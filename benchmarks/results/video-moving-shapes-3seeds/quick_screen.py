@@ -20,10 +20,11 @@ def screen(name, enc, data, n_att=3000):
     print(json.dumps(dict(name=name, linear=round(lin, 3), attentive=round(att, 3),
                           rankme=round(rankme(f[2]), 1), token_rankme=round(tok_rank, 1))), flush=True)
 
-run = sys.argv[1]
-cfg = run_config(run)
-data = load_data(cfg)
-if len(sys.argv) > 2:
-    torch.manual_seed(0)
-    screen("random", VisionTransformer(backbone_spec(cfg)), data)
-screen(run, load(run), data)
+if __name__ == "__main__":
+    run = sys.argv[1]
+    cfg = run_config(run)
+    data = load_data(cfg)
+    if len(sys.argv) > 2:
+        torch.manual_seed(0)
+        screen("random", VisionTransformer(backbone_spec(cfg)), data)
+    screen(run, load(run), data)

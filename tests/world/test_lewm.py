@@ -122,8 +122,13 @@ def test_plan_under_the_anchors_protocol(trained, tmp_path, capsys):
                        show_progress=False)
     out = tmp_path / "plan"
     assert main(["plan", "two-room", "--model", str(trained), "--protocol", "lewm",
-                 "--expert-data", str(held_out), "--episodes", "3", "--gif", "0", "--quiet",
+                 "--expert-data", str(held_out), "--episodes", "3", "--gif", "0",
                  "--out", str(out)]) == 0
+    printed = capsys.readouterr().out          # not a terminal: a plain line an episode
+    for label in ("cem (last cost, distinct actions)", "random actions"):
+        lines = [line.split(label + ": ")[1] for line in printed.splitlines()
+                 if label + ": " in line]
+        assert [line.split(" episodes")[0] for line in lines] == ["1/3", "2/3", "3/3"]
     rows = json.loads((out / "plan.json").read_text())
     settings = rows[0]["settings"]
     assert (settings["protocol"], settings["action_block"], settings["cost"],

@@ -386,9 +386,12 @@ def run_plan(env_name: str, model_dir: str | Path, settings: PlanSettings, *, ou
         for label, agent, gif in runs:
             task = bar.add_task(label, total=settings.episodes, status="")
 
-            def progress(done, results, task=task):
+            def progress(done, results, task=task, label=label):
                 wins = sum(r.success for r in results)
                 bar.update(task, completed=done, status=f"{wins}/{done} reached")
+                if show_progress and not bar.console.is_terminal:  # a log: a line an episode
+                    bar.console.print(f"{label}: {done}/{settings.episodes} episodes, "
+                                      f"{wins} reached", markup=False, soft_wrap=True)
 
             rows.append(evaluate(env, agent, settings, frameskip, label, gif=gif,
                                  gif_episodes=gif_episodes, progress=progress,

@@ -1,5 +1,4 @@
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -28,11 +27,11 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture
-def port():
-    """A free TCP port on the loopback address, for a 2-process gloo group."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def group(tmp_path) -> str:
+    """Where a 2-process gloo group meets: a file store's URL (`init_method`). Not a TCP
+    port: a port found free here can be taken by another test's process before the group
+    binds it (CI failed once on EADDRINUSE)."""
+    return (tmp_path / "group").as_uri()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ One 2-process group, spawned once for the module (spawning costs seconds), compu
 piece; each test compares one piece with one process on the concatenated batch.
 """
 import os
-import socket
 
 import pytest
 import torch
@@ -111,12 +110,11 @@ def _compute(batch: dict) -> dict:
     return results
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
+def _worker(rank: int, group: str, out_dir: str) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    dist.init_process_group("gloo", init_method=group, rank=rank, world_size=WORLD)
     try:
         results = _compute(_shard(_batch(), rank))
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
@@ -126,15 +124,13 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
-    """Each rank's results. Module-scoped, so it picks its own free port (as the
-    function-scoped `port` fixture does) for the one group that serves every test."""
+    """Each rank's results. Module-scoped, so it names its own meeting file (as the
+    function-scoped `group` fixture does) for the one group that serves every test."""
     out = tmp_path_factory.mktemp("ranks")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     with pytest.MonkeyPatch.context() as env:
         env.setenv("OMP_NUM_THREADS", "1")
-        mp.start_processes(_worker, args=(port, str(out)), nprocs=WORLD, start_method="spawn")
+        mp.start_processes(_worker, args=((out / "group").as_uri(), str(out)), nprocs=WORLD,
+                           start_method="spawn")
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 

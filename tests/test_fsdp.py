@@ -3,7 +3,7 @@ checkpoints that resume with another number of processes."""
 import json
 import os
 import shutil
-import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,16 +28,13 @@ def tiny(**extra):
     return load_config("ijepa-shapes", TINY + [f"{k}={v}" for k, v in extra.items()])
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def join(rank, port):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2",
-                      RANK=str(rank), LOCAL_RANK=str(rank))
+def join(rank, group):
+    """Join a 2-process gloo group that meets at the file `group` (a file store: a TCP port
+    picked free up front could be taken by another test's process before it is bound)."""
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=Path(group).as_uri(), rank=rank,
+                                         world_size=2)
 
 
 def assert_close(actual: dict, expected: dict, atol: float):
@@ -84,18 +81,18 @@ def two_steps(world):
     return result
 
 
-def _worker(rank, ports, out_dir, runs):
+def _worker(rank, out_dir, runs):
     """The step of `two_steps` on 2 processes; then a fresh run of each engine stopped at
-    step 2, and each engine resuming a 1-process run's step-2 checkpoint to the end."""
-    join(rank, ports[0])
-    torch.distributed.init_process_group("gloo")
+    step 2, and each engine resuming a 1-process run's step-2 checkpoint to the end (each
+    run joins a group of its own, which `train` leaves when it ends)."""
+    join(rank, os.path.join(out_dir, "group-steps"))
     try:
         result = two_steps(distributed.World(rank, 2, rank))
     finally:
         torch.distributed.destroy_process_group()
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
-    for port, (engine, run, resume) in zip(ports[1:], runs, strict=True):
-        join(rank, port)
+    for engine, run, resume in runs:
+        join(rank, f"{run}.group")
         cfg = tiny(**{"train.steps": STEPS, "train.parallel": engine})
         train(cfg, run, resume=resume, stop_at=None if resume else 2, show_progress=False)
 
@@ -112,7 +109,7 @@ def spawned(tmp_path_factory):
             shutil.copytree(out / "one", out / f"one-{engine}")
         runs = [(engine, str(out / f"{start}-{engine}"), start == "one")
                 for start in ("two", "one") for engine in ("fsdp", "ddp")]
-        mp.start_processes(_worker, args=([free_port() for _ in range(5)], str(out), runs),
+        mp.start_processes(_worker, args=(str(out), runs),
                            nprocs=2, start_method="spawn")
     return out
 

@@ -215,11 +215,10 @@ def test_sigreg_directions_from_the_generator_are_reproducible():
         losses.sigreg(z, directions=torch.ones(4, 2))
 
 
-def _sigreg_worker(rank, port, z, out_dir):
+def _sigreg_worker(rank, group, z, out_dir):
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=group, rank=rank, world_size=2)
     try:
         shard = z.chunk(2)[rank].clone().requires_grad_(True)
         value = losses.sigreg(shard, num_slices=64, generator=torch.Generator().manual_seed(rank))
@@ -230,9 +229,9 @@ def _sigreg_worker(rank, port, z, out_dir):
         dist.destroy_process_group()
 
 
-def test_sigreg_gives_the_same_value_and_gradient_in_one_and_two_processes(tmp_path, port):
+def test_sigreg_gives_the_same_value_and_gradient_in_one_and_two_processes(tmp_path, group):
     z = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
-    mp.start_processes(_sigreg_worker, args=(port, z, str(tmp_path)), nprocs=2,
+    mp.start_processes(_sigreg_worker, args=(group, z, str(tmp_path)), nprocs=2,
                        start_method="spawn")
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     # the ranks seeded their generators differently: rank 0's directions must win

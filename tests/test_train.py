@@ -133,17 +133,17 @@ def test_sigint_stops_with_a_checkpoint_and_resume_completes(tmp_path):
                 weights(checkpoint.latest(tmp_path / "run")))
 
 
-def _ddp_worker(rank, port, run_dir, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2",
-                      RANK=str(rank), LOCAL_RANK=str(rank))
+def _ddp_worker(rank, group, run_dir, out_dir):
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=group, rank=rank, world_size=2)
     method = train(tiny(steps=4), run_dir, show_progress=False)
     state = {k: v.clone() for k, v in method.state_dict().items()}
     torch.save(state, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
-def test_two_process_ddp_on_cpu_keeps_ranks_in_sync(tmp_path, port):
-    mp.start_processes(_ddp_worker, args=(port, str(tmp_path / "run"), str(tmp_path)),
+def test_two_process_ddp_on_cpu_keeps_ranks_in_sync(tmp_path, group):
+    mp.start_processes(_ddp_worker, args=(group, str(tmp_path / "run"), str(tmp_path)),
                        nprocs=2, start_method="spawn")
     rank0 = torch.load(tmp_path / "rank0.pt")
     rank1 = torch.load(tmp_path / "rank1.pt")

@@ -8,11 +8,10 @@ import torch.multiprocessing as mp
 from jepalab.eval.collapse import health
 
 
-def _one_rank_diagnoses(rank, port, out_dir):
+def _one_rank_diagnoses(rank, group, out_dir):
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2,
+    dist.init_process_group("gloo", init_method=group, rank=rank, world_size=2,
                             timeout=datetime.timedelta(seconds=20))
     try:
         if rank == 0:  # a diagnostic on rank 0 alone: a collective inside it would pair with
@@ -26,8 +25,8 @@ def _one_rank_diagnoses(rank, port, out_dir):
         dist.destroy_process_group()
 
 
-def test_health_on_one_rank_issues_no_collective(tmp_path, port):
-    mp.start_processes(_one_rank_diagnoses, args=(port, str(tmp_path)), nprocs=2,
+def test_health_on_one_rank_issues_no_collective(tmp_path, group):
+    mp.start_processes(_one_rank_diagnoses, args=(group, str(tmp_path)), nprocs=2,
                        start_method="spawn")
     values = torch.load(tmp_path / "health.pt")
     single = health(torch.randn(64, 16))

@@ -192,15 +192,14 @@ def test_configs_refuse_impossible_values():
             method_module(name).Config(**bad).validate()
 
 
-def _contrast_worker(rank, port, q, k, out_dir):
+def _contrast_worker(rank, group, q, k, out_dir):
     import os
 
     import torch.distributed as dist
 
     from jepalab.methods.mocov3 import contrast
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=group, rank=rank, world_size=2)
     try:
         value = contrast(q.chunk(2)[rank], k.chunk(2)[rank], 0.2)
         torch.save(value, os.path.join(out_dir, f"rank{rank}.pt"))
@@ -208,13 +207,13 @@ def _contrast_worker(rank, port, q, k, out_dir):
         dist.destroy_process_group()
 
 
-def test_mocov3_negatives_come_from_every_process(tmp_path, port):
+def test_mocov3_negatives_come_from_every_process(tmp_path, group):
     import torch.multiprocessing as mp
 
     from jepalab.methods.mocov3 import contrast
 
     q, k = torch.randn(8, 4), torch.randn(8, 4)
-    mp.start_processes(_contrast_worker, args=(port, q, k, str(tmp_path)), nprocs=2,
+    mp.start_processes(_contrast_worker, args=(group, q, k, str(tmp_path)), nprocs=2,
                        start_method="spawn")
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     # each rank's queries see all 8 keys, its positives at its offset: the mean over ranks

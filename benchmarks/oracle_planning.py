@@ -1,34 +1,40 @@
-"""The planner's own ceiling on Reacher: LeWM's CEM with the simulator itself as the world model.
+"""The planner's own ceiling under the anchors' protocol: a CEM with the simulator itself as
+the world model, on Reacher (MuJoCo) or PushT (pymunk).
 
     MUJOCO_GL=egl python benchmarks/oracle_planning.py --expert-data FILE.h5
     MUJOCO_GL=egl python benchmarks/oracle_planning.py --expert-data FILE.h5 --min-std 0
     MUJOCO_GL=egl python benchmarks/oracle_planning.py --expert-data FILE.h5 --min-std 0 \
         --horizon 2 --samples 400 --elites 10 --iterations 10   # V-JEPA 2-AC's CEM
+    python benchmarks/oracle_planning.py --env pusht --expert-data FILE.h5 --min-std 0 --workers 2
 
-Under the anchors' protocol (`jepalab plan reacher --protocol lewm`: start and goal 25 steps
-apart in a held-out file, both joints within 0.05 rad, 50 steps, 5 blocks of 5 distinct
-actions planned, all 25 executed, then replanned) a world model can do no better than its
-planner does with a perfect model. Here every CEM candidate is rolled out in MuJoCo from the
-arm's true state (`mujoco.rollout`, batched in C) and scored by the squared joint-angle
-error at the plan's last step (the shoulder's the short way round): LeWM's `last` cost, in
-the state space instead of a latent one. Same episodes as `jepalab plan` (ExpertGoals with
-the same seed), same success test. One row per `--min-std` (the CEM's floor under its
-std: 0 is LeWM's CEM and the protocol's default, 0.05 ours), side by side. `--horizon`,
-`--samples`, `--elites` and `--iterations` set another CEM (V-JEPA 2-AC's: 2 blocks, 400,
-10, 10); the whole plan is executed before replanning, as the protocol does.
+Under the anchors' protocol (`jepalab plan ENV --protocol lewm`: start and goal 25 steps
+apart in a held-out file, the anchors' state test, 50 steps, 5 blocks of 5 distinct actions
+planned, all 25 executed, then replanned) a world model can do no better than its planner
+does with a perfect model. Here every CEM candidate is rolled out in the simulator from the
+true state and scored by the state's distance to the goal's at the plan's last step, in
+units of the success test's tolerances: LeWM's `last` cost, in the state space instead of a
+latent one. Reacher: the squared joint-angle errors over 0.05 rad (the shoulder's the short
+way round), candidates rolled out in C (`mujoco.rollout`). PushT: the squared 4-vector of
+agent and T position errors over 20 units plus the squared T angle error over pi/9, each
+candidate stepped in Python (`--workers` processes share them). Same episodes as `jepalab
+plan` (ExpertGoals with the same seed), same success test. One row per `--min-std` (the
+CEM's floor under its std: 0 is LeWM's CEM and the protocol's default, 0.05 ours), side by
+side. `--horizon`, `--samples`, `--elites` and `--iterations` set another CEM (V-JEPA
+2-AC's: 2 blocks, 400, 10, 10); the whole plan is executed before replanning, as the
+protocol does. "closest" is the smallest distance to the goal state an episode reached, in
+tolerances: below 1 is success.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import time
+from concurrent.futures import ProcessPoolExecutor
 
-import mujoco
-import mujoco.rollout
 import numpy as np
 import torch
 
 from jepalab.envs import make
-from jepalab.envs.reacher import ACTION_REPEAT, joint_error
 from jepalab.world.evaluate import wilson
 from jepalab.world.planners import CEM
 from jepalab.world.protocol import LEWM_BUDGET, LEWM_GOAL_OFFSET, ExpertGoals
@@ -36,29 +42,106 @@ from jepalab.world.protocol import LEWM_BUDGET, LEWM_GOAL_OFFSET, ExpertGoals
 BLOCK = 5                                 # LeWM's action block: 5 distinct actions
 
 
-def episode(env, options: dict, planner: CEM, blocks: int) -> tuple[bool, float]:
-    """One episode under the anchors' protocol; (success, smallest max-joint error seen)."""
-    model, data = env.physics.model.ptr, env.physics.data.ptr
-    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
-    goal = np.asarray(options["goal_state"][:2])
+class Reacher:
+    """Candidates rolled out in MuJoCo from the full physics state."""
+
+    def __init__(self, env):
+        import mujoco
+        import mujoco.rollout
+
+        from jepalab.envs.reacher import ACTION_REPEAT, QPOS_TOLERANCE, joint_error
+        self.env, self.mujoco, self.rollout = env, mujoco, mujoco.rollout
+        self.repeat, self.tolerance, self.joint_error = ACTION_REPEAT, QPOS_TOLERANCE, joint_error
+        self.spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+
+    def snapshot(self):
+        physics = self.env.physics
+        start = np.empty(self.mujoco.mj_stateSize(physics.model.ptr, self.spec))
+        self.mujoco.mj_getState(physics.model.ptr, physics.data.ptr, start, self.spec)
+        return start
+
+    def errors(self, start, actions: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """(N, k) errors at the end of each action sequence (N, T, A), in tolerances."""
+        physics = self.env.physics
+        states, _ = self.rollout.rollout(physics.model.ptr, physics.data.ptr, start,
+                                         np.repeat(actions, self.repeat, axis=1))
+        last = states[:, -1, 1:3]                          # full-physics state: time, qpos, ...
+        return self.joint_error(last, goal[:2]) / self.tolerance
+
+    def distance(self, goal: np.ndarray) -> float:
+        """How far the arm is from the goal, in tolerances (the larger joint's error)."""
+        error = self.joint_error(self.env.physics.data.qpos, goal[:2]) / self.tolerance
+        return float(np.abs(error).max())
+
+
+def _pusht_error(states: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """(N, 5) PushT states' errors from the goal's in tolerances: agent and T positions over
+    20 units, the T's angle (the short way round) over pi/9."""
+    from jepalab.envs.pusht import ANGLE_TOL, ARENA, POSITION_TOL
+    turn = (states[:, 4:5] - goal[4] + math.pi) % (2 * math.pi) - math.pi
+    return np.concatenate([(states[:, :4] - goal[:4]) * ARENA / POSITION_TOL,
+                           turn / ANGLE_TOL], axis=1)
+
+
+def _pusht_rollouts(start, actions: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """PushT's errors at the end of each action sequence (N, T, A), stepped from `start` in
+    a private environment (one per process)."""
+    global _SIM
+    if "_SIM" not in globals():
+        _SIM = make("pusht", size=8)
+    ends = np.empty((len(actions), len(goal)))
+    for row, sequence in enumerate(actions):
+        _SIM.restore(start)
+        for action in sequence:
+            _SIM._apply(action)                            # the physics step alone, no pixels
+        ends[row] = _SIM.state()
+    return _pusht_error(ends, goal)
+
+
+class PushT:
+    """Candidates stepped in pymunk from the whole state, shared among `workers` processes."""
+
+    def __init__(self, env, workers: int):
+        self.env = env
+        self.pool = ProcessPoolExecutor(workers) if workers > 1 else None
+        self.workers = workers
+
+    def snapshot(self):
+        return self.env.state()
+
+    def errors(self, start, actions: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        if self.pool is None:
+            return _pusht_rollouts(start, actions, goal)
+        parts = np.array_split(actions, self.workers)
+        return np.concatenate(list(self.pool.map(_pusht_rollouts, [start] * len(parts), parts,
+                                                 [goal] * len(parts))))
+
+    def distance(self, goal: np.ndarray) -> float:
+        """The success test's larger ratio: the 4-vector of positions over 20, the angle over
+        pi/9 (both below 1 is success)."""
+        error = _pusht_error(self.env.state()[None], goal)[0]
+        return float(max(np.linalg.norm(error[:4]), abs(error[4])))
+
+
+def episode(env, simulator, options: dict, planner: CEM, blocks: int) -> tuple[bool, float]:
+    """One episode under the anchors' protocol; (success, smallest distance to the goal)."""
+    goal = np.asarray(options["goal_state"])
     env.reset(seed=0, options=options)
-    steps, success, closest = 0, env.succeeded(), np.inf
+    steps, success, closest = 0, env.succeeded(), simulator.distance(goal)
+    action_dim = env.action_space.shape[0]
     while not success and steps < LEWM_BUDGET:
-        start = np.empty(mujoco.mj_stateSize(model, spec))
-        mujoco.mj_getState(model, data, start, spec)
+        start = simulator.snapshot()
 
         def cost(plans: torch.Tensor, start=start) -> torch.Tensor:
             actions = plans.reshape(len(plans), blocks * BLOCK, -1).clamp(-1, 1).double().numpy()
-            states, _ = mujoco.rollout.rollout(model, data, start,
-                                               np.repeat(actions, ACTION_REPEAT, axis=1))
-            last = states[:, -1, 1:1 + len(goal)]          # full-physics state: time, qpos, ...
-            return torch.from_numpy(np.square(joint_error(last, goal)).sum(-1)).float()
+            error = simulator.errors(start, actions, goal)
+            return torch.from_numpy(np.square(error).sum(-1)).float()
 
-        plan = planner.plan(cost, blocks, BLOCK * env.action_space.shape[0])
+        plan = planner.plan(cost, blocks, BLOCK * action_dim)
         for action in plan.reshape(blocks * BLOCK, -1):
             _, _, done, _, info = env.step(action.clamp(-1, 1).numpy())
             steps += 1
-            closest = min(closest, np.abs(joint_error(env.physics.data.qpos, goal)).max())
+            closest = min(closest, simulator.distance(goal))
             if done or steps >= LEWM_BUDGET:
                 break
         success = info["success"]
@@ -67,7 +150,8 @@ def episode(env, options: dict, planner: CEM, blocks: int) -> tuple[bool, float]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--expert-data", required=True, help="a `jepalab collect reacher` file "
+    parser.add_argument("--env", choices=("reacher", "pusht"), default="reacher")
+    parser.add_argument("--expert-data", required=True, help="a `jepalab collect ENV` file "
                         "(what `jepalab plan --protocol lewm --expert-data` reads)")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0, help="which episodes (as jepalab plan)")
@@ -79,27 +163,31 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--elites", type=int, default=30)
     parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=1, help="processes stepping PushT's "
+                        "candidates (Reacher's roll out in C on one thread)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    env = make("reacher", size=16)                 # pixels unused: a small render is cheap
+    env = make(args.env, size=16)                  # pixels unused: a small render is cheap
     env.max_episode_steps = LEWM_BUDGET
-    goals = ExpertGoals.sample(args.expert_data, "reacher", episodes=args.episodes,
+    simulator = Reacher(env) if args.env == "reacher" else PushT(env, args.workers)
+    goals = ExpertGoals.sample(args.expert_data, args.env, episodes=args.episodes,
                                goal_offset=LEWM_GOAL_OFFSET, seed=args.seed)
     title = (f"CEM ({args.samples}, top {args.elites}, {args.iterations} its, std "
              f"{args.init_std:g}, {args.horizon} blocks)")
-    print(f"{title:<36} {'success %':>16} {'median closest':>15} {'s/episode':>10}")
+    print(f"{args.env}: {title:<36} {'success %':>16} {'median closest':>15} {'s/episode':>10}")
     for min_std in args.min_std:
         torch.manual_seed(args.seed)
         planner = CEM(args.samples, args.elites, args.iterations, args.init_std, min_std)
         results, began = [], time.perf_counter()
         for i in range(args.episodes):
-            results.append(episode(env, goals.options(i), planner, args.horizon))
+            results.append(episode(env, simulator, goals.options(i), planner, args.horizon))
         wins = sum(success for success, _ in results)
         low, high = wilson(wins, args.episodes)
         closest = np.median([c for _, c in results])
         rate = f"{100 * wins / args.episodes:.0f} [{100 * low:.0f}, {100 * high:.0f}]"
         seconds = (time.perf_counter() - began) / args.episodes
-        print(f"{f'min_std {min_std:g}':<36} {rate:>16} {closest:>13.3f} rad {seconds:>9.1f}")
+        label = f"min_std {min_std:g}"
+        print(f"{args.env}: {label:<36} {rate:>16} {closest:>15.2f} {seconds:>10.1f}")
 
 
 if __name__ == "__main__":

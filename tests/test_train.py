@@ -44,9 +44,11 @@ def test_batches_cover_each_epoch_once():
     assert not torch.equal(seen[:10], seen[10:])
 
 
-def test_resume_after_stop_matches_uninterrupted(tmp_path):
+def test_resume_after_stop_matches_uninterrupted(tmp_path, capsys):
     cfg = tiny(steps=6, **{"train.checkpoint_every": 2})
-    train(cfg, tmp_path / "whole", show_progress=False)
+    train(cfg, tmp_path / "whole", show_progress=True)
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("train: ")]
+    assert printed[-1].startswith("train: 6/6 loss ")   # not a terminal: plain lines, the last
     train(cfg, tmp_path / "parts", show_progress=False, stop_at=3)
     assert json.loads((checkpoint.latest(tmp_path / "parts") / "state.json").read_text())[
         "step"] == 3

@@ -33,6 +33,7 @@ from jepalab.config import Config, ConfigError, absolute_paths
 from jepalab.eval.collapse import CollapseWarning, health
 from jepalab.eval.probes import extract_features
 from jepalab.nonfinite import FiniteCheck
+from jepalab.progress import Bar
 from jepalab.report import read_metrics
 from jepalab.runlog import MetricsLog
 
@@ -90,23 +91,6 @@ def autocast(device: torch.device, precision: str):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
-
-
-def progress_bar(enabled: bool, total: int, start: int):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
-                   TimeRemainingColumn(), disable=not enabled, transient=False)
-    task = bar.add_task("train", total=total, completed=start, status="")
-    return bar, task
 
 
 class StopRequest(contextlib.AbstractContextManager):
@@ -255,7 +239,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
     log = MetricsLog(run_dir, start if resume else -1, cfg, world.is_main)
     monitor_images = data.monitor_inputs(MONITOR_IMAGES)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    bar, task = progress_bar(show_progress and world.is_main, total, start)
+    bar = Bar("train", total, enabled=show_progress and world.is_main, completed=start,
+              eta=True)
     step, window_start, window_samples, collapse = start, time.perf_counter(), 0, None
     began = time.perf_counter()
     initial = {}
@@ -342,7 +327,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                             collapse = distributed.broadcast_object(
                                 warning and str(warning), world)
                     log.write(step, values)
-                    bar.update(task, completed=step, status=f"loss {values['loss']:.4f} "
+                    bar.update(step, status=f"loss {values['loss']:.4f} "
                                f"lr {lr:.2e} {values['samples_per_s']:.0f} samples/s")
                     window_start, window_samples = time.perf_counter(), 0
                 if collapse is not None:  # set only with train.collapse_fatal

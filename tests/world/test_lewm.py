@@ -128,7 +128,8 @@ def test_plan_under_the_anchors_protocol(trained, tmp_path, capsys):
     for label in ("cem (last cost, distinct actions)", "random actions"):
         lines = [line.split(label + ": ")[1] for line in printed.splitlines()
                  if label + ": " in line]
-        assert [line.split(" episodes")[0] for line in lines] == ["1/3", "2/3", "3/3"]
+        assert [line.split()[0] for line in lines] == ["1/3", "2/3", "3/3"]
+        assert all(line.endswith(" reached") for line in lines)
     rows = json.loads((out / "plan.json").read_text())
     settings = rows[0]["settings"]
     assert (settings["protocol"], settings["action_block"], settings["cost"],

@@ -57,7 +57,7 @@ def collect(env_name: str, out: str | Path, *, episodes: int, steps: int | None 
             policy: str = "random", seed: int = 0, env_kwargs: dict | None = None,
             show_progress: bool = True, **policy_kwargs) -> Path:
     """Collect `episodes` episodes of `steps` steps (default: the env's budget) into `out`."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from jepalab.progress import Bar
 
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
@@ -73,11 +73,8 @@ def collect(env_name: str, out: str | Path, *, episodes: int, steps: int | None 
     writer = EpisodeWriter(out, {"env": env_name, "env_kwargs": env_kwargs, "policy": policy,
                                  "policy_kwargs": policy_kwargs, "seed": seed, "steps": steps,
                                  "version": __version__})
-    bar = Progress(TextColumn(f"[bold]collect {env_name}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), disable=not show_progress)
     try:
-        with bar:
-            task = bar.add_task("collect", total=episodes)
+        with Bar(f"collect {env_name}", episodes, enabled=show_progress) as bar:
             for episode in range(episodes):
                 obs, _ = env.reset(seed=seed * 100_003 + episode)
                 act.reset()
@@ -92,7 +89,7 @@ def collect(env_name: str, out: str | Path, *, episodes: int, steps: int | None 
                     states.append(env.state())
                 writer.add(np.stack(pixels), np.stack(actions), np.stack(proprio),
                            np.stack(states))
-                bar.update(task, advance=1)
+                bar.update()
     except BaseException:
         writer.abort()
         raise

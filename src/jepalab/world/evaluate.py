@@ -346,9 +346,9 @@ def run_plan(env_name: str, model_dir: str | Path, settings: PlanSettings, *, ou
     """`jepalab plan`: evaluate a world model (and the random baseline) on fixed episodes;
     write OUT/plan.json and OUT/episodes.gif; return the rows."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from jepalab.envs import make
+    from jepalab.progress import Bar
     from jepalab.world import load_world_model
 
     settings.validate()
@@ -380,18 +380,11 @@ def run_plan(env_name: str, model_dir: str | Path, settings: PlanSettings, *, ou
     if random_baseline:
         runs.append(("random actions", None, None))
     rows = []
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[status]}"), disable=not show_progress)
-    with bar:
-        for label, agent, gif in runs:
-            task = bar.add_task(label, total=settings.episodes, status="")
+    for label, agent, gif in runs:
+        with Bar(label, settings.episodes, enabled=show_progress, every=0) as bar:
 
-            def progress(done, results, task=task, label=label):
-                wins = sum(r.success for r in results)
-                bar.update(task, completed=done, status=f"{wins}/{done} reached")
-                if show_progress and not bar.console.is_terminal:  # a log: a line an episode
-                    bar.console.print(f"{label}: {done}/{settings.episodes} episodes, "
-                                      f"{wins} reached", markup=False, soft_wrap=True)
+            def progress(done, results, bar=bar):  # off a terminal, a line an episode
+                bar.update(done, f"{sum(r.success for r in results)}/{done} reached")
 
             rows.append(evaluate(env, agent, settings, frameskip, label, gif=gif,
                                  gif_episodes=gif_episodes, progress=progress,

@@ -25,6 +25,9 @@ def run(*args):
     (["collect", "two-room", "--episodes", "0"], ["episodes", ">= 1"]),
     (["collect", "two-room", "--episodes", "1", "--size", "2"], ["size", "[8, 512]"]),
     (["collect", "two-room", "--episodes", "1", "--hold", "0.5"], ["--hold", ">= 1", "0.5"]),
+    (["collect", "two-room", "--policy", "noisy-expert", "--hold", "1"],
+     ["--hold", "does not apply to --policy noisy-expert", "--noise"]),
+    (["collect", "two-room", "--noise", "1"], ["--noise", "does not apply to --policy random"]),
 ])
 def test_bad_input_gives_a_message_not_a_traceback(args, words):
     result = run(*args)

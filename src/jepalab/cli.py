@@ -102,13 +102,19 @@ def cmd_bench(args) -> int:
 
 
 def cmd_collect(args) -> int:
+    from jepalab.config import ConfigError
     from jepalab.envs.collect import collect
 
+    own, other = ("noise", "hold") if args.policy == "noisy-expert" else ("hold", "noise")
+    if getattr(args, other) is not None:
+        raise ConfigError(f"--{other} does not apply to --policy {args.policy} (it sets "
+                          f"{'the random' if other == 'hold' else 'the noisy-expert'} policy); "
+                          f"--policy {args.policy} takes --{own}")
+    chosen = getattr(args, own)
     path = collect(args.env, args.out or f"data/{args.env}-{args.policy}.h5",
                    episodes=args.episodes, steps=args.steps, policy=args.policy, seed=args.seed,
                    env_kwargs={"size": args.size}, show_progress=not args.quiet,
-                   **({"noise": args.noise} if args.policy == "noisy-expert"
-                      else {"hold": args.hold}))
+                   **({own: chosen} if chosen is not None else {}))
     print(f"trajectories: {path}")
     return 0
 
@@ -237,9 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--steps", type=int, default=0, help="steps per episode (default: "
                          "the env's episode budget)")
     collect.add_argument("--policy", choices=POLICIES, default="random")
-    collect.add_argument("--noise", type=float, default=0.5, help="noisy-expert: std of the "
+    collect.add_argument("--noise", type=float, help="noisy-expert: std of the "
                          "Gaussian noise added to the expert's action (default 0.5)")
-    collect.add_argument("--hold", type=float, default=5.0, help="random: mean number of steps "
+    collect.add_argument("--hold", type=float, help="random: mean number of steps "
                          "an action is held (a new one with probability 1/HOLD each step; "
                          "default 5, a walk that goes places; 1: a new action every step, "
                          "stable-worldmodel's random policy, whose Reacher data the anchors "

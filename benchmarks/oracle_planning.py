@@ -6,6 +6,8 @@ the world model, on Reacher (MuJoCo) or PushT (pymunk).
     MUJOCO_GL=egl python benchmarks/oracle_planning.py --expert-data FILE.h5 --min-std 0 \
         --horizon 2 --samples 400 --elites 10 --iterations 10   # V-JEPA 2-AC's CEM
     python benchmarks/oracle_planning.py --env pusht --expert-data FILE.h5 --min-std 0 --workers 2
+    python benchmarks/oracle_planning.py --env pusht --expert-data FILE.h5 --min-std 0 --workers 2 \
+        --action-block repeat                                    # one action held 5 steps
 
 Under the anchors' protocol (`jepalab plan ENV --protocol lewm`: start and goal 25 steps
 apart in a held-out file, the anchors' state test, 50 steps, 5 blocks of 5 distinct actions
@@ -123,8 +125,10 @@ class PushT:
         return float(max(np.linalg.norm(error[:4]), abs(error[4])))
 
 
-def episode(env, simulator, options: dict, planner: CEM, blocks: int) -> tuple[bool, float]:
-    """One episode under the anchors' protocol; (success, smallest distance to the goal)."""
+def episode(env, simulator, options: dict, planner: CEM, blocks: int,
+            repeat: bool) -> tuple[bool, float]:
+    """One episode under the anchors' protocol; (success, smallest distance to the goal).
+    A block is 5 distinct actions (LeWM's), or with `repeat` one action held 5 steps."""
     goal = np.asarray(options["goal_state"])
     env.reset(seed=0, options=options)
     steps, success, closest = 0, env.succeeded(), simulator.distance(goal)
@@ -132,14 +136,19 @@ def episode(env, simulator, options: dict, planner: CEM, blocks: int) -> tuple[b
     while not success and steps < LEWM_BUDGET:
         start = simulator.snapshot()
 
+        def steps_of(plans: torch.Tensor) -> torch.Tensor:
+            """(N, blocks * 5, A) env actions of (N, blocks, block width) plans."""
+            if repeat:
+                plans = plans.repeat_interleave(BLOCK, dim=1)
+            return plans.reshape(len(plans), blocks * BLOCK, action_dim).clamp(-1, 1)
+
         def cost(plans: torch.Tensor, start=start) -> torch.Tensor:
-            actions = plans.reshape(len(plans), blocks * BLOCK, -1).clamp(-1, 1).double().numpy()
-            error = simulator.errors(start, actions, goal)
+            error = simulator.errors(start, steps_of(plans).double().numpy(), goal)
             return torch.from_numpy(np.square(error).sum(-1)).float()
 
-        plan = planner.plan(cost, blocks, BLOCK * action_dim)
-        for action in plan.reshape(blocks * BLOCK, -1):
-            _, _, done, _, info = env.step(action.clamp(-1, 1).numpy())
+        plan = planner.plan(cost, blocks, action_dim if repeat else BLOCK * action_dim)
+        for action in steps_of(plan[None])[0]:
+            _, _, done, _, info = env.step(action.numpy())
             steps += 1
             closest = min(closest, simulator.distance(goal))
             if done or steps >= LEWM_BUDGET:
@@ -163,6 +172,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--elites", type=int, default=30)
     parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--action-block", choices=("distinct", "repeat"), default="distinct",
+                        help="a block: 5 distinct actions (LeWM's) or one action held 5 steps")
     parser.add_argument("--workers", type=int, default=1, help="processes stepping PushT's "
                         "candidates (Reacher's roll out in C on one thread)")
     args = parser.parse_args()
@@ -173,14 +184,15 @@ def main() -> None:
     goals = ExpertGoals.sample(args.expert_data, args.env, episodes=args.episodes,
                                goal_offset=LEWM_GOAL_OFFSET, seed=args.seed)
     title = (f"CEM ({args.samples}, top {args.elites}, {args.iterations} its, std "
-             f"{args.init_std:g}, {args.horizon} blocks)")
+             f"{args.init_std:g}, {args.horizon} {args.action_block} blocks)")
     print(f"{args.env}: {title:<36} {'success %':>16} {'median closest':>15} {'s/episode':>10}")
     for min_std in args.min_std:
         torch.manual_seed(args.seed)
         planner = CEM(args.samples, args.elites, args.iterations, args.init_std, min_std)
         results, began = [], time.perf_counter()
         for i in range(args.episodes):
-            results.append(episode(env, simulator, goals.options(i), planner, args.horizon))
+            results.append(episode(env, simulator, goals.options(i), planner, args.horizon,
+                                   args.action_block == "repeat"))
         wins = sum(success for success, _ in results)
         low, high = wilson(wins, args.episodes)
         closest = np.median([c for _, c in results])

@@ -53,28 +53,6 @@ def test_the_teacher_follows_the_student_by_ema():
     assert torch.allclose(after, 0.998 * before + 0.002 * student, atol=1e-6)
 
 
-def test_centred_targets_are_the_layer_normed_tokens_less_their_clip_mean(monkeypatch):
-    torch.manual_seed(0)
-    vjepa = build_method(load_config("vjepa-moving-shapes",
-                                     TINY + ["method.target_centre=true"]), 10)
-    clips = torch.randn(3, 4, 3, 16, 16)
-    masks = vjepa.cfg.draw_masks(3, vjepa.grid, "cpu")
-    vjepa.view = torch.nn.Identity()                          # no crop: the clips as they are
-    vjepa.cfg.draw_masks = lambda batch, grid, device: masks
-    seen = []
-    monkeypatch.setattr("jepalab.methods.vjepa.losses.jepa_latent",
-                        lambda prediction, target, kind: seen.append(target) or target.sum())
-    vjepa({"clips": clips})
-    with torch.no_grad():
-        tokens = vjepa.target_encoder(clips)
-    tokens = torch.nn.functional.layer_norm(tokens, tokens.shape[-1:])
-    centred = tokens - tokens.mean(dim=1, keepdim=True)       # (clips, tokens, width)
-    assert centred.mean(dim=1).abs().max() < 1e-6 < tokens.mean(dim=1).abs().max()
-    for (_, target_idx), target in zip(masks, seen, strict=True):
-        expected = torch.stack([centred[b, target_idx[b]] for b in range(3)])
-        assert torch.allclose(target, expected, atol=1e-6)
-
-
 def test_vjepa_needs_video_data():
     with pytest.raises(ConfigError, match="trains on videos"):
         load_config("vjepa-moving-shapes", ["data.name=shapes"])

@@ -5,9 +5,7 @@ Algorithm, per step:
   2. two tube masks (masks.multiblock_3d): short-range, the union of 8 blocks of spatial
      scale 0.15, and long-range, 2 blocks of 0.7, each through all frames; each has its
      context (the complement) and its targets;
-  3. targets s_y = LayerNorm(target_encoder(x)) at the masked tokens, no gradient (with
-     `target_centre`, less the mean of the clip's layer-normed tokens: what every place of
-     a clip shares, mostly its colours, taken out, an option of ours, not the paper's);
+  3. targets s_y = LayerNorm(target_encoder(x)) at the masked tokens, no gradient;
   4. per mask: s_x = context_encoder(x[context]); s_hat_y = predictor(s_x, context, target);
   5. loss = mean over the two masks of L1(s_hat_y, s_y) (the paper's Eq. 1);
   6. after the optimiser step: target_encoder <- EMA of context_encoder, 0.998 -> 1.
@@ -93,7 +91,6 @@ def check_video(spec: ViTSpec, method: str) -> None:
 class Config(TubeMaskConfig):
     ema_start: float = 0.998
     ema_end: float = 1.0
-    target_centre: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -118,8 +115,6 @@ class Method(nn.Module):
         with torch.no_grad():
             tokens = self.target_encoder(x)
             tokens = F.layer_norm(tokens, tokens.shape[-1:])
-            if cfg.target_centre:
-                tokens = tokens - tokens.mean(dim=1, keepdim=True)
         terms, logs = [], {}
         for name, (context_idx, target_idx) in zip(("short", "long"),
                                                    cfg.draw_masks(x.shape[0], self.grid,

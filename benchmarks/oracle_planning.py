@@ -8,6 +8,8 @@ the world model, on Reacher (MuJoCo) or PushT (pymunk).
     python benchmarks/oracle_planning.py --env pusht --expert-data FILE.h5 --min-std 0 --workers 2
     python benchmarks/oracle_planning.py --env pusht --expert-data FILE.h5 --min-std 0 --workers 2 \
         --action-block repeat                                    # one action held 5 steps
+    python benchmarks/oracle_planning.py --env pusht --expert-data FILE.h5 --min-std 0 \
+        --state-model TRAIN.h5                    # an MLP learned from TRAIN's states instead
 
 Under the anchors' protocol (`jepalab plan ENV --protocol lewm`: start and goal 25 steps
 apart in a held-out file, the anchors' state test, 50 steps, 5 blocks of 5 distinct actions
@@ -24,7 +26,10 @@ CEM's floor under its std: 0 is LeWM's CEM and the protocol's default, 0.05 ours
 side. `--horizon`, `--samples`, `--elites` and `--iterations` set another CEM (V-JEPA
 2-AC's: 2 blocks, 400, 10, 10); the whole plan is executed before replanning, as the
 protocol does. "closest" is the smallest distance to the goal state an episode reached, in
-tolerances: below 1 is success.
+tolerances: below 1 is success. With `--state-model` PushT's candidates are rolled out by an
+MLP learned from a training file's simulator states (LearnedPushT): planning with a model
+that needs no pixels, learned from the same episodes as the world models, so the gap from
+the simulator's row is what learning the dynamics from that data costs.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+import h5py
 import numpy as np
 import torch
 
@@ -125,6 +131,74 @@ class PushT:
         return float(max(np.linalg.norm(error[:4]), abs(error[4])))
 
 
+class LearnedPushT(PushT):
+    """PushT's candidates rolled out by an MLP learned from a data set's simulator states
+    (`--state-model FILE.h5`): what a model that needs no pixels learns of the dynamics from
+    the same episodes the world models train on. Input: agent and T positions, the T's angle
+    as (cos, sin), the agent's velocity, the action; output: the change of the state (the
+    angle's the short way round), all standardised; trained on `UNROLL`-step open-loop
+    rollouts so that its own errors are in what it learns from."""
+
+    UNROLL, STEPS, BATCH, WIDTH = 5, 3000, 256, 256
+
+    def __init__(self, env, path: str):
+        super().__init__(env, workers=1)
+        with h5py.File(path, "r") as f:
+            states = torch.from_numpy(f["state"][:]).float()
+            actions = torch.from_numpy(f["actions"][:]).float()
+            starts = f["episode_starts"][:]
+        ends = np.repeat(starts[1:], np.diff(starts))           # each row's episode end
+        self.rows = torch.from_numpy(np.nonzero(np.arange(len(ends)) + self.UNROLL < ends)[0])
+        inputs, changes = self._inputs(states[:-1], actions[:-1]), self._change(states[:-1],
+                                                                                states[1:])
+        self.in_mean, self.in_std = inputs.mean(0), inputs.std(0) + 1e-6
+        self.out_mean, self.out_std = changes.mean(0), changes.std(0) + 1e-6
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(inputs.shape[1], self.WIDTH), torch.nn.SiLU(),
+            torch.nn.Linear(self.WIDTH, self.WIDTH), torch.nn.SiLU(),
+            torch.nn.Linear(self.WIDTH, self.WIDTH), torch.nn.SiLU(),
+            torch.nn.Linear(self.WIDTH, changes.shape[1]))
+        optimiser = torch.optim.AdamW(self.net.parameters(), lr=1e-3)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, self.STEPS)
+        for _ in range(self.STEPS):
+            row = self.rows[torch.randint(len(self.rows), (self.BATCH,))]
+            state, loss = states[row], 0.0
+            for k in range(self.UNROLL):
+                state = self.step(state, actions[row + k])
+                loss = loss + self._scaled(state, states[row + k + 1]).square().mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+        self.net.requires_grad_(False)
+
+    @staticmethod
+    def _inputs(states, actions):
+        angle = states[:, 4:5]
+        return torch.cat([states[:, :4], angle.cos(), angle.sin(), states[:, 5:], actions], 1)
+
+    @staticmethod
+    def _change(before, after):
+        change = after - before
+        change[:, 4] = (change[:, 4] + math.pi) % (2 * math.pi) - math.pi
+        return change
+
+    def _scaled(self, state, target):
+        return self._change(target, state) / self.out_std
+
+    def step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        inputs = (self._inputs(states, actions) - self.in_mean) / self.in_std
+        return states + self.net(inputs) * self.out_std + self.out_mean
+
+    def errors(self, start, actions: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        state = torch.as_tensor(start, dtype=torch.float32).expand(len(actions), -1)
+        actions = torch.as_tensor(actions, dtype=torch.float32)
+        for k in range(actions.shape[1]):
+            state = self.step(state, actions[:, k])
+        return _pusht_error(state.double().numpy(), goal)
+
+
 def episode(env, simulator, options: dict, planner: CEM, blocks: int,
             repeat: bool) -> tuple[bool, float]:
     """One episode under the anchors' protocol; (success, smallest distance to the goal).
@@ -174,13 +248,20 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--action-block", choices=("distinct", "repeat"), default="distinct",
                         help="a block: 5 distinct actions (LeWM's) or one action held 5 steps")
+    parser.add_argument("--state-model", metavar="FILE.h5", help="PushT: plan with an MLP "
+                        "learned from this file's simulator states instead of the simulator")
     parser.add_argument("--workers", type=int, default=1, help="processes stepping PushT's "
                         "candidates (Reacher's roll out in C on one thread)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     env = make(args.env, size=16)                  # pixels unused: a small render is cheap
     env.max_episode_steps = LEWM_BUDGET
-    simulator = Reacher(env) if args.env == "reacher" else PushT(env, args.workers)
+    if args.state_model:
+        if args.env != "pusht":
+            parser.error("--state-model is for --env pusht")
+        simulator = LearnedPushT(env, args.state_model)
+    else:
+        simulator = Reacher(env) if args.env == "reacher" else PushT(env, args.workers)
     goals = ExpertGoals.sample(args.expert_data, args.env, episodes=args.episodes,
                                goal_offset=LEWM_GOAL_OFFSET, seed=args.seed)
     title = (f"CEM ({args.samples}, top {args.elites}, {args.iterations} its, std "

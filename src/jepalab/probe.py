@@ -13,6 +13,7 @@ from jepalab.config import Config, ConfigError, from_dict
 from jepalab.eval.baselines import PROBE_TRAIN, probe_encoder, probe_pixels, probe_random_init
 from jepalab.eval.per_frame import PerFrame
 from jepalab.methods import method_module
+from jepalab.progress import Bar
 from jepalab.train import ensure_trained
 
 PROBED = ("images", "videos")  # data kinds whose encoders the probes read
@@ -76,20 +77,26 @@ def probe_run(run_dir: str | Path, *, ceiling_dir: str | Path | None = None, see
                           f"(`jepalab train vjepa-ac-two-room method.encoder={run_dir} ...`)")
     spec = backbone_spec(cfg)
     attentive = spec.video if attentive is None else attentive
-    rows = [probe_encoder(cfg.method_name, load(run_dir), data, attentive=attentive),
-            probe_random_init(spec, data, seeds, attentive=attentive),
-            probe_pixels(data)]
+    if ceiling_dir is None and train_ceiling_if_missing:  # first: training shows its own bar
+        ceiling_dir = train_ceiling(cfg, run_dir, show_progress)
+    jobs = [(cfg.method_name, lambda: probe_encoder(cfg.method_name, load(run_dir), data,
+                                                    attentive=attentive)),
+            ("random init", lambda: probe_random_init(spec, data, seeds, attentive=attentive)),
+            ("raw pixels", lambda: probe_pixels(data))]
     if per_frame is not None:  # an image encoder read on every frame, and averaged over time
         name, encoder = per_frame
-        rows += [probe_encoder(f"{name} (every frame's tokens)", PerFrame(encoder, False), data,
-                               attentive=attentive),
-                 probe_encoder(f"{name} (averaged over time)", PerFrame(encoder, True), data,
-                               attentive=attentive)]
-    if ceiling_dir is None and train_ceiling_if_missing:
-        ceiling_dir = train_ceiling(cfg, run_dir, show_progress)
+        for label, average in ((f"{name} (every frame's tokens)", False),
+                               (f"{name} (averaged over time)", True)):
+            jobs.append((label, lambda label=label, average=average: probe_encoder(
+                label, PerFrame(encoder, average), data, attentive=attentive)))
     if ceiling_dir is not None:
-        rows.append(probe_encoder("supervised (ceiling)", load(ceiling_dir), data,
-                                  attentive=attentive))
+        jobs.append(("supervised (ceiling)", lambda: probe_encoder(
+            "supervised (ceiling)", load(ceiling_dir), data, attentive=attentive)))
+    rows = []
+    with Bar("probe", len(jobs), enabled=show_progress, every=0) as bar:
+        for label, job in jobs:
+            rows.append(job())
+            bar.update(status=f"{label} probed")
     if rows[0].attentive_predictions is not None:  # where the run's attentive probe errs
         figures.confusion_png(data.test.labels, rows[0].attentive_predictions, data.classes,
                               run_dir / CONFUSION_FILE, f"{cfg.method_name} on {cfg.data.name}: "

@@ -35,7 +35,8 @@ def test_time_averaging_forgets_the_order_of_the_frames():
     assert averaged.patch_tokens(clips).shape == (2, 16, 128)
 
 
-def test_probe_adds_the_per_frame_rows_and_the_confusion_matrix(tmp_path, monkeypatch):
+def test_probe_adds_the_per_frame_rows_and_the_confusion_matrix(tmp_path, monkeypatch,
+                                                                 capsys):
     # the wiring, not the figures: 100-clip val and test splits instead of 1,000 (the probes
     # read every clip of them; about 5x cheaper)
     monkeypatch.setattr(moving_shapes, "SPLIT_SIZES", {"train": 32, "val": 100, "test": 100})
@@ -48,9 +49,13 @@ def test_probe_adds_the_per_frame_rows_and_the_confusion_matrix(tmp_path, monkey
     train(load_config("vjepa-moving-shapes", tiny + ["data.frames=4", "method.predictor_depth=1",
                                                      "method.predictor_width=32"]),
           video, show_progress=False)
-    result = probe_run(video, seeds=1, train_ceiling_if_missing=False, show_progress=False,
+    result = probe_run(video, seeds=1, train_ceiling_if_missing=False, show_progress=True,
                        per_frame_dir=frames)
     rows = {row["name"]: row for row in result["rows"]}
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("probe: ")]
+    probed = ["vjepa", "random init", "raw pixels", "ijepa per frame (every frame's tokens)",
+              "ijepa per frame (averaged over time)"]            # off a terminal: a line each
+    assert printed == [f"probe: {i}/5 {name} probed" for i, name in enumerate(probed, 1)]
     for name in ("ijepa per frame (every frame's tokens)", "ijepa per frame (averaged over time)"):
         assert 0 <= rows[name]["linear"] <= 1 and 0 <= rows[name]["attentive"] <= 1
     assert (video / "confusion.png").stat().st_size > 0  # the run's attentive probe, per class

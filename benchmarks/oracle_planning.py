@@ -139,9 +139,9 @@ class LearnedPushT(PushT):
     angle's the short way round), all standardised; trained on `UNROLL`-step open-loop
     rollouts so that its own errors are in what it learns from."""
 
-    UNROLL, STEPS, BATCH, WIDTH = 5, 3000, 256, 256
+    UNROLL, BATCH, WIDTH = 5, 256, 256
 
-    def __init__(self, env, path: str):
+    def __init__(self, env, path: str, steps: int = 3000):
         super().__init__(env, workers=1)
         with h5py.File(path, "r") as f:
             states = torch.from_numpy(f["state"][:]).float()
@@ -160,8 +160,8 @@ class LearnedPushT(PushT):
             torch.nn.Linear(self.WIDTH, self.WIDTH), torch.nn.SiLU(),
             torch.nn.Linear(self.WIDTH, changes.shape[1]))
         optimiser = torch.optim.AdamW(self.net.parameters(), lr=1e-3)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, self.STEPS)
-        for _ in range(self.STEPS):
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
+        for _ in range(steps):
             row = self.rows[torch.randint(len(self.rows), (self.BATCH,))]
             state, loss = states[row], 0.0
             for k in range(self.UNROLL):
@@ -250,6 +250,8 @@ def main() -> None:
                         help="a block: 5 distinct actions (LeWM's) or one action held 5 steps")
     parser.add_argument("--state-model", metavar="FILE.h5", help="PushT: plan with an MLP "
                         "learned from this file's simulator states instead of the simulator")
+    parser.add_argument("--state-model-steps", type=int, default=3000,
+                        help="training steps of the state model (batches of 256)")
     parser.add_argument("--workers", type=int, default=1, help="processes stepping PushT's "
                         "candidates (Reacher's roll out in C on one thread)")
     args = parser.parse_args()
@@ -259,7 +261,7 @@ def main() -> None:
     if args.state_model:
         if args.env != "pusht":
             parser.error("--state-model is for --env pusht")
-        simulator = LearnedPushT(env, args.state_model)
+        simulator = LearnedPushT(env, args.state_model, args.state_model_steps)
     else:
         simulator = Reacher(env) if args.env == "reacher" else PushT(env, args.workers)
     goals = ExpertGoals.sample(args.expert_data, args.env, episodes=args.episodes,

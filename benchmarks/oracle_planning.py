@@ -34,15 +34,19 @@ the simulator's row is what learning the dynamics from that data costs.
 from __future__ import annotations
 
 import argparse
-import math
+import functools
 import time
 from concurrent.futures import ProcessPoolExecutor
 
 import h5py
+import mujoco
+import mujoco.rollout
 import numpy as np
 import torch
 
 from jepalab.envs import make
+from jepalab.envs.pusht import ANGLE_TOL, ARENA, POSITION_TOL, wrap
+from jepalab.envs.reacher import ACTION_REPEAT, QPOS_TOLERANCE, joint_error
 from jepalab.world.evaluate import wilson
 from jepalab.world.planners import CEM
 from jepalab.world.protocol import LEWM_BUDGET, LEWM_GOAL_OFFSET, ExpertGoals
@@ -53,56 +57,54 @@ BLOCK = 5                                 # LeWM's action block: 5 distinct acti
 class Reacher:
     """Candidates rolled out in MuJoCo from the full physics state."""
 
-    def __init__(self, env):
-        import mujoco
-        import mujoco.rollout
+    SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
-        from jepalab.envs.reacher import ACTION_REPEAT, QPOS_TOLERANCE, joint_error
-        self.env, self.mujoco, self.rollout = env, mujoco, mujoco.rollout
-        self.repeat, self.tolerance, self.joint_error = ACTION_REPEAT, QPOS_TOLERANCE, joint_error
-        self.spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    def __init__(self, env):
+        self.env = env
 
     def snapshot(self):
         physics = self.env.physics
-        start = np.empty(self.mujoco.mj_stateSize(physics.model.ptr, self.spec))
-        self.mujoco.mj_getState(physics.model.ptr, physics.data.ptr, start, self.spec)
+        start = np.empty(mujoco.mj_stateSize(physics.model.ptr, self.SPEC))
+        mujoco.mj_getState(physics.model.ptr, physics.data.ptr, start, self.SPEC)
         return start
 
     def errors(self, start, actions: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """(N, k) errors at the end of each action sequence (N, T, A), in tolerances."""
         physics = self.env.physics
-        states, _ = self.rollout.rollout(physics.model.ptr, physics.data.ptr, start,
-                                         np.repeat(actions, self.repeat, axis=1))
+        states, _ = mujoco.rollout.rollout(physics.model.ptr, physics.data.ptr, start,
+                                           np.repeat(actions, ACTION_REPEAT, axis=1))
         last = states[:, -1, 1:3]                          # full-physics state: time, qpos, ...
-        return self.joint_error(last, goal[:2]) / self.tolerance
+        return joint_error(last, goal[:2]) / QPOS_TOLERANCE
 
     def distance(self, goal: np.ndarray) -> float:
         """How far the arm is from the goal, in tolerances (the larger joint's error)."""
-        error = self.joint_error(self.env.physics.data.qpos, goal[:2]) / self.tolerance
+        error = joint_error(self.env.physics.data.qpos, goal[:2]) / QPOS_TOLERANCE
         return float(np.abs(error).max())
 
 
 def _pusht_error(states: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """(N, 5) PushT states' errors from the goal's in tolerances: agent and T positions over
     20 units, the T's angle (the short way round) over pi/9."""
-    from jepalab.envs.pusht import ANGLE_TOL, ARENA, POSITION_TOL
-    turn = (states[:, 4:5] - goal[4] + math.pi) % (2 * math.pi) - math.pi
     return np.concatenate([(states[:, :4] - goal[:4]) * ARENA / POSITION_TOL,
-                           turn / ANGLE_TOL], axis=1)
+                           wrap(states[:, 4:5] - goal[4]) / ANGLE_TOL], axis=1)
+
+
+@functools.cache
+def _simulator():
+    """This process's own PushT to step candidates in."""
+    return make("pusht", size=8)
 
 
 def _pusht_rollouts(start, actions: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """PushT's errors at the end of each action sequence (N, T, A), stepped from `start` in
     a private environment (one per process)."""
-    global _SIM
-    if "_SIM" not in globals():
-        _SIM = make("pusht", size=8)
+    sim = _simulator()
     ends = np.empty((len(actions), len(goal)))
     for row, sequence in enumerate(actions):
-        _SIM.restore(start)
+        sim.restore(start)
         for action in sequence:
-            _SIM._apply(action)                            # the physics step alone, no pixels
-        ends[row] = _SIM.state()
+            sim._apply(action)                             # the physics step alone, no pixels
+        ends[row] = sim.state()
     return _pusht_error(ends, goal)
 
 
@@ -181,7 +183,7 @@ class LearnedPushT(PushT):
     @staticmethod
     def _change(before, after):
         change = after - before
-        change[:, 4] = (change[:, 4] + math.pi) % (2 * math.pi) - math.pi
+        change[:, 4] = wrap(change[:, 4])
         return change
 
     def _scaled(self, state, target):

@@ -7,7 +7,8 @@ from jepalab.probe import run_config
 from jepalab.build import backbone_spec, load_data
 from jepalab.nn.vit import VisionTransformer
 from jepalab.data.views import to_float
-cfg = run_config("runs/vjepa-frozen-target-600"); data = load_data(cfg)
+if len(sys.argv) < 2: sys.exit("usage: python variance_share.py RUN... (the first run's data)")
+cfg = run_config(sys.argv[1]); data = load_data(cfg)
 x = to_float(data.val.images[:256])
 torch.manual_seed(0)
 encs = {"random": VisionTransformer(backbone_spec(cfg))}

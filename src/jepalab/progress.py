@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,10 +28,13 @@ class Bar:
                    TextColumn("{task.fields[status]}"), TimeElapsedColumn()]
         if eta:
             columns += [TextColumn("eta"), TimeRemainingColumn()]
-        self.progress = Progress(*columns, disable=not enabled)
+        self.console = Console()
+        self.lines = enabled and not self.console.is_terminal
+        # off a terminal rich would still print the bar once as it closes: the lines say it
+        self.progress = Progress(*columns, console=self.console,
+                                 disable=not enabled or self.lines)
         self.task = self.progress.add_task(label, total=total, completed=completed, status="")
         self.label, self.total, self.every = label, total, every
-        self.lines = enabled and not self.progress.console.is_terminal
         self.last_line: float | None = None
         self.completed = completed
 
@@ -52,4 +56,4 @@ class Bar:
                 or self.completed >= self.total):
             self.last_line = now
             text = f"{self.label}: {self.completed}/{self.total}" + (f" {status}" if status else "")
-            self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)

@@ -45,7 +45,8 @@ import numpy as np
 import torch
 
 from jepalab.envs import make
-from jepalab.envs.pusht import ANGLE_TOL, ARENA, POSITION_TOL, wrap
+from jepalab.envs.base import wrap_angle
+from jepalab.envs.pusht import ANGLE_TOL, ARENA, POSITION_TOL
 from jepalab.envs.reacher import ACTION_REPEAT, QPOS_TOLERANCE, joint_error
 from jepalab.world.evaluate import wilson
 from jepalab.world.planners import CEM
@@ -86,7 +87,7 @@ def _pusht_error(states: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """(N, 5) PushT states' errors from the goal's in tolerances: agent and T positions over
     20 units, the T's angle (the short way round) over pi/9."""
     return np.concatenate([(states[:, :4] - goal[:4]) * ARENA / POSITION_TOL,
-                           wrap(states[:, 4:5] - goal[4]) / ANGLE_TOL], axis=1)
+                           wrap_angle(states[:, 4:5] - goal[4]) / ANGLE_TOL], axis=1)
 
 
 @functools.cache
@@ -183,7 +184,7 @@ class LearnedPushT(PushT):
     @staticmethod
     def _change(before, after):
         change = after - before
-        change[:, 4] = wrap(change[:, 4])
+        change[:, 4] = wrap_angle(change[:, 4])
         return change
 
     def _scaled(self, state, target):

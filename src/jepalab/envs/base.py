@@ -19,6 +19,11 @@ from gymnasium import spaces
 from jepalab.config import ConfigError
 
 
+def wrap_angle(angle):
+    """Angle(s) mapped to [-pi, pi): an angle's error taken the short way round."""
+    return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
+
+
 class PixelEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     render_mode = "rgb_array"

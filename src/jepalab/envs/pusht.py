@@ -49,7 +49,7 @@ import math
 import numpy as np
 import pymunk
 
-from jepalab.envs.base import PixelEnv
+from jepalab.envs.base import PixelEnv, wrap_angle
 
 ARENA = 512.0
 WALL_INSIDE = (7.0, 504.0)     # inner faces of the wall segments (centre 5 and 506, radius 2)
@@ -81,11 +81,6 @@ AGENT_COLOUR = np.array([65, 105, 225], np.float32)    # RoyalBlue
 def rotation(angle: float) -> np.ndarray:
     c, s = math.cos(angle), math.sin(angle)
     return np.array([[c, -s], [s, c]])
-
-
-def wrap(angle: float) -> float:
-    """The angle in [-pi, pi)."""
-    return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
 def t_distance(points: np.ndarray, pose) -> np.ndarray:
@@ -239,7 +234,7 @@ class PushT(PixelEnv):
         self._goal, self._goal_agent = self._draw_goal(rng, block, fixed["goal"])
         self._build(block, self._draw_agent(rng, block, fixed["agent"]))
         self._contact = None
-        return "turn" if abs(wrap(self._goal[2] - block[2])) > ANGLE_TOL else "shift"
+        return "turn" if abs(wrap_angle(self._goal[2] - block[2])) > ANGLE_TOL else "shift"
 
     @staticmethod
     def _draw_block(rng, block):
@@ -328,12 +323,12 @@ class PushT(PixelEnv):
         within 20 units and the T's angle within pi/9 of the goal state's."""
         now, goal = self.state(), np.asarray(goal_state, dtype=np.float64)
         near = np.linalg.norm((now[:4] - goal[:4]) * ARENA) < POSITION_TOL
-        return bool(near and abs(wrap(now[4] - goal[4])) < ANGLE_TOL)
+        return bool(near and abs(wrap_angle(now[4] - goal[4])) < ANGLE_TOL)
 
     def success(self) -> bool:
         pose = self._block_pose()
         near = math.hypot(pose[0] - self._goal[0], pose[1] - self._goal[1]) < POSITION_TOL
-        return bool(near and abs(wrap(pose[2] - self._goal[2])) < ANGLE_TOL)
+        return bool(near and abs(wrap_angle(pose[2] - self._goal[2])) < ANGLE_TOL)
 
     # --- expert -------------------------------------------------------------------------
     def expert_action(self, rng):
@@ -352,7 +347,7 @@ class PushT(PixelEnv):
         centre = centre_of_gravity(pose)
         turn = rotation(pose[2])
         error = centre_of_gravity(self._goal) - centre
-        spin = wrap(self._goal[2] - pose[2])
+        spin = wrap_angle(self._goal[2] - pose[2])
         rho = math.sqrt(self.block.moment)
         wanted = np.array([*error, rho * spin])
         wanted_norm = float(np.linalg.norm(wanted))

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 from dm_control import mujoco as dm_mujoco  # noqa: E402
 from dm_control.suite import reacher as suite_reacher  # noqa: E402
 
-from jepalab.envs.base import PixelEnv  # noqa: E402
+from jepalab.envs.base import PixelEnv, wrap_angle  # noqa: E402
 
 TARGET_SIZE = 0.05                  # dm_control suite reacher `_BIG_TARGET` (task "easy")
 ACTION_REPEAT = 2                   # MuJoCo steps of 0.02 s per env step
@@ -50,11 +50,6 @@ RENDER_FLAGS = {"reflection": False, "skybox": False}
 EXPERT_GAINS = (4.0, 0.4)           # PD: torque = kp * angle error - kd * velocity
 EXPERT_NOISE = 0.1                  # std of the Gaussian added to the expert's torques
 QPOS_TOLERANCE = 0.05               # stable-worldmodel's "qpos_match" success, per joint (rad)
-
-
-def wrap_angle(angle):
-    """Angle(s) mapped to [-pi, pi)."""
-    return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
 
 
 def joint_error(qpos, goal) -> np.ndarray:

@@ -60,7 +60,10 @@ class Augment(torch.nn.Module):
         super().__init__()
         import kornia.augmentation as K
 
-        ops = [K.RandomResizedCrop((spec.size, spec.size), scale=tuple(spec.scale))]
+        # "resample" crops the whole batch with one affine warp; kornia's default ("slice")
+        # loops over the images. Same draws, same pixels to float rounding.
+        ops = [K.RandomResizedCrop((spec.size, spec.size), scale=tuple(spec.scale),
+                                   cropping_mode="resample")]
         if spec.hflip:
             ops.append(K.RandomHorizontalFlip())
         if spec.jitter_p > 0 and any(spec.jitter):

@@ -122,6 +122,14 @@ def test_killed_collection_leaves_no_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_collect_off_a_terminal_says_how_far_it_is_and_how_fast(tmp_path, capsys):
+    collect("two-room", tmp_path / "t.h5", episodes=3, steps=4, env_kwargs={"size": 16})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" ")[2] for line in lines] == ["1/3", "3/3"]  # the first, the last
+    assert all(line.startswith("collect two-room: ") and line.endswith(" episodes/s")
+               for line in lines), lines
+
+
 def test_a_streamed_file_serves_the_same_windows_reading_frames_by_window(small_file):
     import pickle
 

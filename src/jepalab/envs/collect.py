@@ -14,6 +14,7 @@ any frame (world/protocol.py).
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,7 @@ def collect(env_name: str, out: str | Path, *, episodes: int, steps: int | None 
                                  "policy_kwargs": policy_kwargs, "seed": seed, "steps": steps,
                                  "version": __version__})
     try:
+        start = time.monotonic()
         with Bar(f"collect {env_name}", episodes, enabled=show_progress) as bar:
             for episode in range(episodes):
                 obs, _ = env.reset(seed=seed * 100_003 + episode)
@@ -89,7 +91,7 @@ def collect(env_name: str, out: str | Path, *, episodes: int, steps: int | None 
                     states.append(env.state())
                 writer.add(np.stack(pixels), np.stack(actions), np.stack(proprio),
                            np.stack(states))
-                bar.update()
+                bar.update(status=f"{(episode + 1) / (time.monotonic() - start):.1f} episodes/s")
     except BaseException:
         writer.abort()
         raise

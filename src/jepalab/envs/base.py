@@ -20,8 +20,9 @@ from jepalab.config import ConfigError
 
 
 def wrap_angle(angle):
-    """Angle(s) mapped to [-pi, pi): an angle's error taken the short way round."""
-    return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
+    """Angle(s) mapped to [-pi, pi): an angle's error taken the short way round. A float, a
+    numpy array or a torch tensor, returned as the same kind (a tensor keeps its graph)."""
+    return (angle + np.pi) % (2 * np.pi) - np.pi
 
 
 class PixelEnv(gym.Env):

@@ -34,8 +34,8 @@ def test_a_step_trains_the_context_encoder_and_predictor_not_the_teacher(host_re
     assert {"short_loss", "long_loss", "short_context_tokens"} <= out.logs.keys()
     # the long-range mask hides more of the clip than the short-range one
     assert out.logs["long_context_tokens"] < out.logs["short_context_tokens"]
-    assert out.loss.item() == pytest.approx((out.logs["short_loss"] + out.logs["long_loss"]) / 2,
-                                            rel=1e-5)
+    assert out.loss.item() == pytest.approx(
+        float(out.logs["short_loss"] + out.logs["long_loss"]) / 2, rel=1e-5)
     assert vjepa.context_encoder.patch_embed.proj.weight.grad.abs().sum() > 0
     assert vjepa.predictor.mask_token.grad.abs().sum() > 0
     assert all(p.grad is None for p in vjepa.target_encoder.parameters())
@@ -89,8 +89,8 @@ def test_vjepa_sigreg_step_mixes_prediction_and_sigreg(overrides, host_reads):
         out.loss.backward()
     assert counter.reads == {}
     lam = vjepa.cfg.lam
-    assert out.loss.item() == pytest.approx((1 - lam) * out.logs["prediction"]
-                                            + lam * out.logs["sigreg"], rel=1e-5)
+    assert out.loss.item() == pytest.approx(float((1 - lam) * out.logs["prediction"]
+                                                  + lam * out.logs["sigreg"]), rel=1e-5)
     assert vjepa.encoder.patch_embed.proj.weight.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="sigreg_on must be one of"):
         load_config("vjepa-sigreg-moving-shapes", ["method.sigreg_on=frames"])

@@ -1,5 +1,8 @@
-"""Progress off a terminal (a log file, a pipe): plain lines, throttled, the last always."""
-from jepalab.progress import Bar
+"""Progress off a terminal (a log file, a pipe): plain lines, throttled, the last always;
+messages and tables there are not wrapped at 80 columns."""
+from rich.table import Table
+
+from jepalab.progress import OFF_TERMINAL_WIDTH, Bar, console
 
 
 def lines(capsys) -> list[str]:
@@ -25,3 +28,26 @@ def test_disabled_prints_nothing(capsys):
         bar.update(1, "x")
         bar.update(2, "y")
     assert capsys.readouterr().out == ""
+
+
+def test_off_a_terminal_paths_stay_on_one_line_and_table_cells_unfolded(capsys, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    path = "runs/quickstart/" + "a-rather-long-folder-name/" * 5 + "episodes.gif"
+    table = Table()
+    for name in ("method", "linear", "attentive", "notes"):
+        table.add_column(name)
+    table.add_row("ijepa per frame (every frame's tokens)", "13.5 ± 0.4", "15.8 ± 0.9",
+                  "the same I-JEPA encoder on every frame, tokens of all frames together")
+    out = console()
+    out.print(f"[bold]4/4[/bold] episodes: {path}")
+    out.print(table)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"4/4 episodes: {path}"                  # no markup, no line break
+    assert any("the same I-JEPA encoder on every frame, tokens of all frames together" in line
+               and "13.5 ± 0.4" in line for line in printed)   # one row, one line
+    assert max(map(len, printed[1:])) <= OFF_TERMINAL_WIDTH
+
+
+def test_columns_still_decides_the_width(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    assert console().width == 100

@@ -154,9 +154,9 @@ def random_init_row(cfg: Config, data, out: Path, log) -> dict:
 def run_bench(opts: BenchOptions) -> list[dict]:
     """Train and probe every chosen method at every budget; write bench.md, bench.csv and
     bench.png (and with several budgets frontier.png and frontier.csv)."""
-    from rich.console import Console
+    from jepalab.progress import console as make_console
 
-    console = Console(highlight=False)
+    console = make_console(highlight=False)
     check_options(opts)
     entries, budgets = parse_entries(opts), opts.steps()
     configs = bench_configs(opts, entries)

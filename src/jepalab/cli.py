@@ -59,16 +59,15 @@ def default_run_dir(recipe: str) -> str:
 
 
 def cmd_probe(args) -> int:
-    from rich.console import Console
-
     from jepalab.probe import CONFUSION_FILE, probe_run
+    from jepalab.progress import console
     from jepalab.report import plot_curves, probe_table
 
     result = probe_run(args.run_dir, ceiling_dir=args.ceiling, seeds=args.seeds,
                        train_ceiling_if_missing=not args.no_ceiling, show_progress=not args.quiet,
                        attentive={"yes": True, "no": False}.get(args.attentive),
                        per_frame_dir=args.per_frame)
-    Console().print(probe_table(result))
+    console().print(probe_table(result))
     confusion = Path(args.run_dir) / CONFUSION_FILE
     print(f"probe results: {Path(args.run_dir) / 'probe.json'}; curves: "
           f"{plot_curves(args.run_dir)}" + (f"; confusion matrix: {confusion}"
@@ -148,13 +147,12 @@ def cmd_plan(args) -> int:
 
 
 def cmd_vqa(args) -> int:
-    from rich.console import Console
-
+    from jepalab.progress import console
     from jepalab.vqa import vqa_run, vqa_table
 
     result = vqa_run(args.run_dir, seeds=args.seeds, frame_dir=args.per_frame,
                      show_progress=not args.quiet)
-    Console().print(vqa_table(result))
+    console().print(vqa_table(result))
     print(f"vqa results: {Path(args.run_dir) / 'vqa.json'}")
     return 0
 

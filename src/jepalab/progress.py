@@ -1,11 +1,13 @@
 """Progress of a long job (train, collect, plan): rich's bar on a terminal; elsewhere (a log
-file, a pipe, `nohup`), where the bar draws nothing until the end, plain lines.
+file, a pipe, `nohup`), where the bar draws nothing until the end, plain lines. And the
+console every verb prints through (`console()`).
 
 Off a terminal a line is printed at the first update, then at most one every `every` seconds,
 and always at the last (`completed == total`), so a background run's log says how far it is.
 """
 from __future__ import annotations
 
+import os
 import time
 
 from rich.console import Console
@@ -18,6 +20,18 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+OFF_TERMINAL_WIDTH = 160
+
+
+def console(**options) -> Console:
+    """rich's Console for a verb's messages and tables. Off a terminal (a pipe, a log file)
+    rich wraps at 80 columns, which broke paths across lines and folded the tables' cells;
+    there lines are not wrapped and tables get 160 columns, unless COLUMNS says otherwise."""
+    out = Console(**options)
+    if out.is_terminal or "COLUMNS" in os.environ:
+        return out
+    return Console(width=OFF_TERMINAL_WIDTH, soft_wrap=True, **options)
+
 
 class Bar:
     """One task's progress: `with Bar(label, total, enabled=...) as bar: bar.update(n, status)`."""
@@ -28,7 +42,7 @@ class Bar:
                    TextColumn("{task.fields[status]}"), TimeElapsedColumn()]
         if eta:
             columns += [TextColumn("eta"), TimeRemainingColumn()]
-        self.console = Console()
+        self.console = console()
         self.lines = enabled and not self.console.is_terminal
         # off a terminal rich would still print the bar once as it closes: the lines say it
         self.progress = Progress(*columns, console=self.console,

@@ -19,6 +19,7 @@ from rich.console import Console
 from jepalab import checkpoint
 from jepalab.config import load_config
 from jepalab.probe import probe_run
+from jepalab.progress import console as make_console
 from jepalab.report import plot_curves, probe_table
 from jepalab.train import ensure_trained
 
@@ -29,7 +30,7 @@ PLAN_EPISODES = 10        # half of them across the door
 
 
 def quickstart(out: Path, show_progress: bool = True) -> dict:
-    console = Console()
+    console = make_console()
     cfg = load_config(RECIPE)
     name = cfg.method_name
     run_dir = Path(out) / name

@@ -345,10 +345,8 @@ def run_plan(env_name: str, model_dir: str | Path, settings: PlanSettings, *, ou
              show_progress: bool = True) -> list[dict]:
     """`jepalab plan`: evaluate a world model (and the random baseline) on fixed episodes;
     write OUT/plan.json and OUT/episodes.gif; return the rows."""
-    from rich.console import Console
-
     from jepalab.envs import make
-    from jepalab.progress import Bar
+    from jepalab.progress import Bar, console
     from jepalab.world import load_world_model
 
     settings.validate()
@@ -394,5 +392,5 @@ def run_plan(env_name: str, model_dir: str | Path, settings: PlanSettings, *, ou
         env.close()
     out.mkdir(parents=True, exist_ok=True)
     save(out / "plan.json", rows)
-    Console().print(plan_table(rows))
+    console().print(plan_table(rows))
     return rows

@@ -35,19 +35,8 @@ def render(labels, frames, image_size, rng, difficulty="easy"):
 ms.render = render
 if __name__ == "__main__":
     if sys.argv[1] == "screen":
-        import torch
-        from quick_screen import screen
-
-        from jepalab import load
-        from jepalab.build import backbone_spec, load_data
-        from jepalab.nn.vit import VisionTransformer
-        from jepalab.probe import run_config
-        cfg = run_config(sys.argv[2])
-        data = load_data(cfg)
-        if "random" in sys.argv[3:]:
-            torch.manual_seed(0)
-            screen("random", VisionTransformer(backbone_spec(cfg)), data)
-        screen(sys.argv[2], load(sys.argv[2]), data)
+        from quick_screen import screen_run
+        screen_run(sys.argv[2], with_random="random" in sys.argv[3:])
     else:
         from jepalab.cli import main
         sys.exit(main())

@@ -15,6 +15,7 @@ import os
 import sys
 
 import torch
+from scrambled_context_screen import scramble
 
 from jepalab import losses
 from jepalab.cli import main
@@ -24,14 +25,6 @@ from jepalab.nn.heads import mlp
 
 LOCALS = int(os.environ.get("LOCALS", "2"))
 LAM = float(os.environ.get("LAM", "0.05"))
-
-
-def scramble(x):  # (B, T, 3, H, W), normalised
-    b = x.shape[0]
-    order = torch.rand(b, 3).argsort(1)
-    x = torch.gather(x, 2, order[:, None, :, None, None].expand_as(x))
-    gain = torch.empty(b, 1, 3, 1, 1).uniform_(0.5, 1.5)
-    return x * gain + 0.5 * torch.randn(b, 1, 3, 1, 1)
 
 
 original_init = vjepa.Method.__init__

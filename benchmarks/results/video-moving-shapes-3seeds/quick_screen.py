@@ -20,11 +20,14 @@ def screen(name, enc, data, n_att=3000):
     print(json.dumps(dict(name=name, linear=round(lin, 3), attentive=round(att, 3),
                           rankme=round(rankme(f[2]), 1), token_rankme=round(tok_rank, 1))), flush=True)
 
-if __name__ == "__main__":
-    run = sys.argv[1]
+def screen_run(run, with_random=False):
+    """The screen of a run's encoder, and first of a random-init one of its size."""
     cfg = run_config(run)
     data = load_data(cfg)
-    if len(sys.argv) > 2:
+    if with_random:
         torch.manual_seed(0)
         screen("random", VisionTransformer(backbone_spec(cfg)), data)
     screen(run, load(run), data)
+
+if __name__ == "__main__":
+    screen_run(sys.argv[1], with_random=len(sys.argv) > 2)

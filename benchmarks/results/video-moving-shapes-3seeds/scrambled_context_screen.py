@@ -43,6 +43,6 @@ def forward(self, batch):
     return StepOutput(torch.stack(terms).mean(), logs)
 
 
-vjepa.Method.forward = forward
 if __name__ == "__main__":
+    vjepa.Method.forward = forward  # here, so that other screens can import scramble
     sys.exit(main())

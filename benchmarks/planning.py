@@ -24,6 +24,7 @@ one far below it by everything else.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import tempfile
 import time
@@ -39,6 +40,7 @@ from jepalab.build import build_method
 from jepalab.checkpoint import encoder_metadata
 from jepalab.config import load_config, load_recipe
 from jepalab.envs import make
+from jepalab.memory import keep_freed_memory
 from jepalab.nn.vit import VisionTransformer, ViTSpec
 from jepalab.world import load_world_model
 from jepalab.world.evaluate import Agent, PlanSettings
@@ -77,11 +79,12 @@ class Chained:
 
 
 def time_plans(model, data: dict, planner: str, cost: str, plans: int, horizon: int = 5,
-               options: dict | None = None) -> tuple[list[float], float]:
-    """ms of each of `plans` plans after a warm-up, and the FLOPs of one more."""
+               options: dict | None = None, compiled: bool = False):
+    """ms of each of `plans` plans after a warm-up (the first plan, which compiles when
+    `compiled`), the minor page faults a plan took (mean), and the FLOPs of one more."""
     env = make(data["env"], **data["env_kwargs"])
     settings = PlanSettings(planner=planner, cost=cost, horizon=horizon,
-                            planner_options=options or {})
+                            planner_options=options or {}, compile=compiled)
     graph = None
     if cost == "graph":
         if "path" not in data:
@@ -93,16 +96,19 @@ def time_plans(model, data: dict, planner: str, cost: str, plans: int, horizon: 
     for _ in range(model.history):  # a full context, as in the middle of an episode
         agent.observe(obs["pixels"], agent.block(torch.zeros(data["action_dim"])))
     torch.set_grad_enabled(planner == "gradient")
-    times = []
-    for _ in range(plans + 1):
+    times = []  # the first plan warms up (and compiles)
+    for i in range(plans + 1):
+        if i == 1:
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         began = time.perf_counter()
         agent.plan()
         times.append(1000 * (time.perf_counter() - began))
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / plans
     counter = FlopCounterMode(display=False)
     with counter:
         agent.plan()
     torch.set_grad_enabled(True)
-    return times[1:], counter.get_total_flops()  # the first call warms up
+    return times[1:], faults, counter.get_total_flops()
 
 
 def main() -> None:
@@ -114,6 +120,11 @@ def main() -> None:
     parser.add_argument("--planner-option", action="append", default=[], metavar="KEY=VALUE",
                         help="e.g. samples=400 elites=10 iterations=10 (V-JEPA 2-AC's CEM)")
     parser.add_argument("--plans", type=int, default=5)
+    parser.add_argument("--glibc-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (jepalab's CLI keeps freed memory: "
+                        "jepalab.memory.keep_freed_memory)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time each model's rollout under torch.compile (plan --compile)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--recipes", default=",".join(RECIPES), help="untrained model shapes")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -121,34 +132,44 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = not args.glibc_malloc and keep_freed_memory()
     models = [(run, *load_world_model(run)) for run in args.model]
     scratch = Path(tempfile.mkdtemp())
     if not models:
         models = [(f"{recipe} (untrained) " + " ".join(args.set),
                    *untrained(recipe, args.set, scratch)) for recipe in args.recipes.split(",")]
     chosen = " ".join(args.planner_option) or "defaults (CEM: 300 samples, top 30, 30 iterations)"
-    peak = gemm_peak(torch.float32, torch.device("cpu")) / 1e9
-    print(f"threads: {torch.get_num_threads()}; horizon {args.horizon}; planner {chosen}; "
-          f"fp32 GEMM 2048^3 peak {peak:.0f} GFLOP/s")
-    print(f"| {'model':<44} | {'planner':<8} | {'cost':<5} | {'rollout':<7} | {'median ms':>9} "
-          f"| {'p90 ms':>7} | GFLOP/plan | GFLOP/s | of peak |")
-    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 7}|{'-' * 9}|{'-' * 11}|{'-' * 9}|{'-' * 12}|"
-          f"{'-' * 9}|{'-' * 9}|")
+    rows = []
     for name, model, data in models:
-        ways = [("cached", model), ("chained", Chained(model))]
+        ways = [("cached", model, False), ("chained", Chained(model), False)]
         if not hasattr(model, "cached_rollout") or model.history == 1:  # as plan_rollout
-            ways = [("chained", model)]
+            ways = [("chained", model, False)]
+        if args.compile:
+            ways.append((f"{ways[0][0]}, compiled", model, True))
         for planner in args.planners.split(","):
             for cost in args.costs.split(","):
-                for way, timed in ways:
+                for way, timed, compiled in ways:
                     options = parse_options(planner, args.planner_option)
-                    times, flops = time_plans(timed, data, planner, cost, args.plans,
-                                              args.horizon, options)
-                    median = statistics.median(times)
-                    rate = flops / 1e9 / (median / 1000)
-                    print(f"| {name:<44} | {planner:<8} | {cost:<5} | {way:<7} | "
-                          f"{median:9.0f} | {np.percentile(times, 90):7.0f} | "
-                          f"{flops / 1e9:10.1f} | {rate:7.1f} | {rate / peak:7.0%} |", flush=True)
+                    times, faults, flops = time_plans(timed, data, planner, cost, args.plans,
+                                                      args.horizon, options, compiled)
+                    rows.append((name, planner, cost, way, times, faults, flops))
+                    print(f"{name} {planner} {cost} {way}: {statistics.median(times):.0f} ms",
+                          flush=True)
+    # the peak last: its 16 MiB matrices would raise glibc's thresholds for the plans timed
+    peak = gemm_peak(torch.float32, torch.device("cpu")) / 1e9
+    print(f"threads: {torch.get_num_threads()}; horizon {args.horizon}; planner {chosen}; "
+          f"fp32 GEMM 2048^3 peak {peak:.0f} GFLOP/s; freed memory "
+          f"{'kept (as jepalab plan)' if kept else 'returned (glibc default)'}")
+    print(f"| {'model':<44} | {'planner':<8} | {'cost':<5} | {'rollout':<17} | {'median ms':>9} "
+          f"| {'p90 ms':>7} | GFLOP/plan | GFLOP/s | of peak | page faults/plan |")
+    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 7}|{'-' * 19}|{'-' * 11}|{'-' * 9}|{'-' * 12}|"
+          f"{'-' * 9}|{'-' * 9}|{'-' * 18}|")
+    for name, planner, cost, way, times, faults, flops in rows:
+        median = statistics.median(times)
+        rate = flops / 1e9 / (median / 1000)
+        print(f"| {name:<44} | {planner:<8} | {cost:<5} | {way:<17} | {median:9.0f} | "
+              f"{np.percentile(times, 90):7.0f} | {flops / 1e9:10.1f} | {rate:7.1f} | "
+              f"{rate / peak:7.0%} | {faults:16,.0f} |")
 
 
 if __name__ == "__main__":

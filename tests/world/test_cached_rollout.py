@@ -69,3 +69,55 @@ def test_cached_rollout_checks_its_context():
         predictor.rollout(torch.randn(2, 2, 1, 8), torch.randn(2, 1, 6), torch.randn(2, 3, 6))
     with pytest.raises(ValueError, match="more than history 2"):
         predictor.rollout(torch.randn(1, 3, 1, 8), torch.randn(1, 2, 6), torch.randn(2, 3, 6))
+
+
+class Model:
+    """The smallest world model an Agent plans with: a fixed random 'encoder' and a
+    predictor with a cached rollout."""
+
+    def __init__(self, predictor):
+        self.predictor, self.history = predictor, predictor.history
+        self.pixels_to_latent = torch.randn(3 * 4 * 4, 8)
+
+    def encode(self, pixels):  # (1, 3, 4, 4) uint8 -> (1, 1, 8)
+        return (pixels.float().flatten(1) / 255 @ self.pixels_to_latent)[:, None]
+
+    def predict(self, latents, actions):
+        return self.predictor(latents, actions)
+
+    def cached_rollout(self, context, context_actions, plan):
+        return self.predictor.rollout(context, context_actions, plan)
+
+
+@pytest.mark.slow  # about 2 minutes on 2 cores: three compiles
+def test_compiled_rollout_plans_as_the_eager_one():
+    """`jepalab plan --compile`: the agent's rollout under torch.compile gives the plan the
+    eager one gives, from every context length of an episode (one graph each)."""
+    import numpy as np
+
+    from jepalab.world.evaluate import Agent, PlanSettings
+
+    torch.manual_seed(0)
+    predictor = action_predictor(3, 1)
+    with torch.no_grad():
+        for p in predictor.parameters():
+            p.normal_(0, 0.3)
+    model = Model(predictor)
+    frames = np.random.default_rng(0).integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
+    options = {"samples": 32, "elites": 4, "iterations": 3}
+    plans = {}
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    for compiled in (False, True):
+        agent = Agent(model, PlanSettings(compile=compiled, planner_options=options), 2, 3)
+        agent.reset(frames[-1])
+        torch.manual_seed(1)
+        chosen, block = [], None
+        for frame in frames[:4]:  # contexts of 1, 2, 3 and again 3 frames
+            agent.observe(frame, block)
+            block = agent.plan()[0]
+            chosen.append(block)
+        plans[compiled] = torch.stack(chosen)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 3  # one per context
+    assert plans[False].abs().sum() > 0
+    torch.testing.assert_close(plans[True], plans[False], rtol=1e-4, atol=1e-4)

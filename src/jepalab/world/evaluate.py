@@ -54,6 +54,8 @@ class PlanSettings:
     goal_offset: int = LEWM_GOAL_OFFSET  # protocol "lewm": env steps from start to goal
     budget: int = 0               # env steps per episode (0: the protocol's)
     planner_options: dict = field(default_factory=dict)
+    compile: bool = False         # torch.compile the rollout (the same plans, faster after
+                                  # a compile per context length; README: plan time)
 
     def validate(self) -> None:
         if self.cost not in COSTS:
@@ -166,6 +168,9 @@ class Agent:
         distinct = settings.action_block == "distinct"
         self.plan_dim = action_dim * frameskip if distinct else action_dim
         self.planner = make_planner(settings.planner, **settings.planner_options)
+        # fixed shapes: one graph per context length (1 .. history frames), each compiled once
+        self.rollout = torch.compile(plan_rollout, dynamic=False) if settings.compile \
+            else plan_rollout
 
     def reset(self, goal_pixels: np.ndarray) -> None:
         self.goal = self.model.encode(to_tensor(goal_pixels))[0]
@@ -190,7 +195,7 @@ class Agent:
                 else context.new_zeros(1, 0, self.action_dim * self.frameskip))
 
         def cost(plans: torch.Tensor) -> torch.Tensor:
-            predicted = plan_rollout(self.model, context, past, self.block(plans))
+            predicted = self.rollout(self.model, context, past, self.block(plans))
             if s.cost == "graph":
                 return self.graph.cost(predicted).sum(dim=1)
             return latent_cost(predicted, self.goal, s.cost)

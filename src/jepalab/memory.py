@@ -26,11 +26,12 @@ def keep_freed_memory(mmap_below: int = 32 << 20, trim_above: int = 128 << 20) -
     rollouts) faults every page of them in anew each time: the history-3 LeWM plan took
     90,000-135,000 minor page faults and 0.37 s of kernel time a plan on 2 cores, and
     1.28x longer, against none with these settings (benchmarks/planning.py
-    --glibc-malloc; README, World models: plan time). Blocks
-    under `mmap_below` come from the heap, and up to `trim_above` bytes of free heap are
-    kept. The process's peak memory is unchanged; what it holds after a peak falls later,
-    if ever. Linux with glibc only (elsewhere nothing is changed); returns whether both
-    settings took."""
+    --glibc-malloc; README, World models: plan time).
+
+    Blocks under `mmap_below` come from the heap, and up to `trim_above` bytes of free heap
+    are kept. The process's peak memory is unchanged; what it holds after a peak falls
+    later, if ever. Linux with glibc only (elsewhere nothing is changed); returns whether
+    both settings took."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:

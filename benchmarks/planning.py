@@ -18,8 +18,12 @@ The graph cost (`--costs graph`) needs a trained model and its data, so only wit
 Prints a table: model, planner, cost, median and p90 ms per plan, over --plans plans, and
 what a plan computes: its GFLOP (counted with FlopCounterMode on one more plan) and the
 rate the median reaches, as a share of the fp32 matmul peak measured in the same run
-(benchmarks/throughput.py's GEMM): a plan near that peak is limited by its arithmetic,
-one far below it by everything else.
+(benchmarks/throughput.py's GEMM, timed after the plans: its 16 MiB matrices would raise
+glibc's malloc thresholds for every plan after them): a plan near that peak is limited by
+its arithmetic, one far below it by everything else; and the minor page faults a plan
+took. Plans run as `jepalab plan` runs them, with freed memory kept
+(jepalab.memory.keep_freed_memory); --glibc-malloc leaves glibc's defaults, --compile adds
+a row per model with its rollout under torch.compile (`jepalab plan --compile`).
 """
 from __future__ import annotations
 
@@ -130,6 +134,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="overrides for the untrained models (e.g. method.history=1)")
     args = parser.parse_args()
+    if args.plans < 1:
+        parser.error(f"--plans must be >= 1, got {args.plans}")
     if args.threads:
         torch.set_num_threads(args.threads)
     kept = not args.glibc_malloc and keep_freed_memory()

@@ -71,19 +71,16 @@ def test_cached_rollout_checks_its_context():
         predictor.rollout(torch.randn(1, 3, 1, 8), torch.randn(1, 2, 6), torch.randn(2, 3, 6))
 
 
-class Model:
+class Model(Chained):
     """The smallest world model an Agent plans with: a fixed random 'encoder' and a
     predictor with a cached rollout."""
 
     def __init__(self, predictor):
-        self.predictor, self.history = predictor, predictor.history
+        super().__init__(predictor)
         self.pixels_to_latent = torch.randn(3 * 4 * 4, 8)
 
     def encode(self, pixels):  # (1, 3, 4, 4) uint8 -> (1, 1, 8)
         return (pixels.float().flatten(1) / 255 @ self.pixels_to_latent)[:, None]
-
-    def predict(self, latents, actions):
-        return self.predictor(latents, actions)
 
     def cached_rollout(self, context, context_actions, plan):
         return self.predictor.rollout(context, context_actions, plan)

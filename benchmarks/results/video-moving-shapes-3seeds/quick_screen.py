@@ -9,13 +9,23 @@ from jepalab.eval.attentive import extract_tokens, attentive_probe
 from jepalab.eval.collapse import rankme
 from jepalab.nn.vit import VisionTransformer
 
+def tokens(enc, data, n_att=3000):
+    """The frozen tokens of the screen's splits: n_att training clips, val, test."""
+    return [extract_tokens(enc, x) for x in (data.train.images[:n_att], data.val.images,
+                                             data.test.images)]
+
+def attentive(t, data):
+    """Test accuracy of the screen's one attentive setting on tokens(...) t."""
+    return attentive_probe(t[0], data.train.labels[:len(t[0])], t[1], data.val.labels, t[2],
+                           data.test.labels, num_classes=10, epochs=6, lrs=(1e-3,),
+                           weight_decays=(0.01,)).test_acc
+
 def screen(name, enc, data, n_att=3000):
     tr, va, te = data.train.images[:10000], data.val.images, data.test.images
     f = [extract_features(enc, x) for x in (tr, va, te)]
     lin = linear_probe(f[0], data.train.labels[:10000], f[1], data.val.labels, f[2], data.test.labels, num_classes=10).test_acc
-    t = [extract_tokens(enc, x) for x in (tr[:n_att], va, te)]
-    att = attentive_probe(t[0], data.train.labels[:n_att], t[1], data.val.labels, t[2], data.test.labels,
-                          num_classes=10, epochs=6, lrs=(1e-3,), weight_decays=(0.01,)).test_acc
+    t = tokens(enc, data, n_att)
+    att = attentive(t, data)
     tok_rank = rankme(t[2].flatten(0, 1)[:20000])
     print(json.dumps(dict(name=name, linear=round(lin, 3), attentive=round(att, 3),
                           rankme=round(rankme(f[2]), 1), token_rankme=round(tok_rank, 1))), flush=True)

@@ -8,7 +8,7 @@ import torch
 from jepalab.eval.attentive import ATTENTIVE_LRS, ATTENTIVE_WEIGHT_DECAYS, attentive_probe
 from jepalab.eval.baselines import ProbeRow
 from jepalab.eval.collapse import feature_std, rankme
-from jepalab.eval.probes import knn, linear_probe
+from jepalab.eval.probes import knn, linear_probe, whiten
 
 
 def test_rankme_by_hand():
@@ -89,6 +89,42 @@ def test_attentive_probe_finds_the_token_that_mean_pooling_loses():
     predictions = attentive.test_predictions  # the chosen setting's, for a confusion matrix
     assert predictions.shape == test_y.shape
     assert (predictions == test_y).double().mean().item() == pytest.approx(attentive.test_acc)
+
+
+def test_whiten_maps_every_split_by_the_training_rows_statistics():
+    g = torch.Generator().manual_seed(0)
+    mixing = torch.tensor([[3.0, 0.0, 0.0, 0.0], [1.0, 0.2, 0.0, 0.0],
+                           [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])  # no variance on dim 3
+    train = (torch.randn(500, 7, 4, generator=g) @ mixing.T + 5.0)
+    other = train[:3, :2]
+    white_train, white_other = whiten(train, other, chunk=100)
+    rows = white_train.reshape(-1, 4)
+    assert white_train.shape == train.shape and white_other.shape == other.shape
+    assert torch.isfinite(white_train).all()
+    assert rows.mean(0).abs().max() < 1e-4
+    variances = torch.linalg.eigvalsh(torch.cov(rows.T.double()))  # ascending
+    assert torch.allclose(variances[1:], torch.ones(3, dtype=torch.float64), atol=1e-3)
+    assert variances[0] < 1e-6                  # no variance: held at the floor, not blown up
+    assert torch.allclose(white_other, white_train[:3, :2], atol=1e-5)  # train's map, not its own
+
+
+def drowned_tokens(n, seed):
+    """flagged_tokens shrunk tenfold beside four directions that vary 100 times more from one
+    sample to the next and carry nothing: a probe that normalises each token, not each
+    direction, sees almost only them."""
+    x, y = flagged_tokens(n, seed)
+    g = torch.Generator().manual_seed(seed + 50)
+    nuisance = torch.randn(n, 1, 4, generator=g) * 10 + torch.randn(n, x.shape[1], 4,
+                                                                     generator=g) * 0.01
+    return torch.cat([x * 0.1, nuisance], -1), y
+
+
+def test_whitening_lets_the_attentive_probe_read_what_a_large_direction_drowns():
+    splits = [t for n, s in ((1200, 0), (400, 1), (500, 2)) for t in drowned_tokens(n, s)]
+    raw = attentive_probe(*splits, num_classes=4, epochs=8, whiten=False)
+    whitened = attentive_probe(*splits, num_classes=4, epochs=8)
+    assert raw.test_acc < 0.4, raw
+    assert whitened.test_acc > 0.9, whitened
 
 
 def test_a_probe_rows_attentive_predictions_stay_out_of_its_record():

@@ -14,11 +14,13 @@ def tokens(enc, data, n_att=3000):
     return [extract_tokens(enc, x) for x in (data.train.images[:n_att], data.val.images,
                                              data.test.images)]
 
-def attentive(t, data):
-    """Test accuracy of the screen's one attentive setting on tokens(...) t."""
+def attentive(t, data, whiten=True):
+    """Test accuracy of the screen's one attentive setting on tokens(...) t (whitened first
+    as the probe does by default since 2026-12-06; the screens before then read raw tokens:
+    pass whiten=False to repeat them)."""
     return attentive_probe(t[0], data.train.labels[:len(t[0])], t[1], data.val.labels, t[2],
                            data.test.labels, num_classes=10, epochs=6, lrs=(1e-3,),
-                           weight_decays=(0.01,)).test_acc
+                           weight_decays=(0.01,), whiten=whiten).test_acc
 
 def screen(name, enc, data, n_att=3000):
     tr, va, te = data.train.images[:10000], data.val.images, data.test.images

@@ -1,7 +1,8 @@
 """Screen: is V-JEPA's attentive probe below random init's because its tokens are
 ill-conditioned for the probe? quick_screen.py's attentive probe, on the raw tokens and on
-tokens standardised per dimension with the training clips' mean and std, for a random-init
-encoder and the runs given.
+tokens standardised per dimension with the training clips' mean and std, and on tokens
+PCA-whitened (the probe's default since this screen), for a random-init encoder and the runs
+given.
 
     python whiten_screen.py RUN...
 """
@@ -20,8 +21,10 @@ from jepalab.probe import run_config
 def screen(name, enc, data):
     t = tokens(enc, data)
     mean, std = t[0].mean(dim=(0, 1)), t[0].std(dim=(0, 1))
-    out = {"name": name, "raw": round(attentive(t, data), 3),
-           "standardised": round(attentive([(x - mean) / (std + 1e-6) for x in t], data), 3),
+    standardised = [(x - mean) / (std + 1e-6) for x in t]
+    out = {"name": name, "raw": round(attentive(t, data, whiten=False), 3),
+           "standardised": round(attentive(standardised, data, whiten=False), 3),
+           "whitened": round(attentive(t, data), 3),
            "std_spread": round((std.max() / std.min()).item(), 1)}
     print(json.dumps(out), flush=True)
 

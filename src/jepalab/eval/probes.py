@@ -48,6 +48,30 @@ def _standardise(train, *others):
     return [(x - mean) / std for x in (train, *others)]
 
 
+@torch.no_grad()
+def whiten(train: torch.Tensor, *others: torch.Tensor, floor: float = 1e-4,
+           chunk: int = 65536) -> list[torch.Tensor]:
+    """PCA-whitened copies of train and others (..., D): the mean and covariance of train's
+    rows over its last dimension (in float64, `chunk` rows at a time), every principal
+    direction scaled to unit variance, eigenvalues under `floor` times the largest held at
+    that floor (so directions with no variance are not blown up). An invertible linear map
+    of the features: the same information, but no direction dominates a probe's optimiser
+    (a trained encoder's tokens can spend most of their variance on a few directions, such
+    as a clip's colours, and leave what a probe needs in small ones)."""
+    rows = train.reshape(-1, train.shape[-1])
+    mean = rows.mean(0, dtype=torch.float64)
+    second = torch.zeros(rows.shape[1], rows.shape[1], dtype=torch.float64)
+    for part in rows.split(chunk):
+        centred = part.double() - mean
+        second += centred.T @ centred
+    values, vectors = torch.linalg.eigh(second / max(len(rows) - 1, 1))
+    scale = (vectors / values.clamp_min(values.max() * floor).sqrt()).float()
+    mean = mean.float()
+    return [torch.cat([(part.float() - mean) @ scale for part in
+                       x.reshape(-1, x.shape[-1]).split(chunk)]).view(x.shape)
+            for x in (train, *others)]
+
+
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(-1) == labels).float().mean())
 

@@ -8,7 +8,8 @@ linear layer picks the answer. The **question-only** model is the same network w
 the cross-attention: what a model gets from the question alone, the answer prior that
 the video has to beat. As for the attentive probe, several learning-rate x weight-decay
 settings are trained with AdamW and a cosine schedule; the best on val is reported on
-test, overall and per question type.
+test, overall and per question type. The tokens are PCA-whitened on the training clips'
+tokens first, as the attentive probe's are (`probes.whiten`; attentive.py says why).
 
 A split here is anything with `clip` (Q,) (which clip of `tokens` a question is about),
 `questions` (Q, L) word indices with 0 as padding, `answers` (Q,) and `types` (Q,), like
@@ -23,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from jepalab.eval import probes
 from jepalab.nn.vit import Attention, Mlp, attention
 
 QA_LRS = (1e-3, 3e-3)
@@ -147,10 +149,13 @@ def _fit(probe: QAProbe, split, tokens, *, num_clips: int, epochs: int, clips_pe
 def qa_probe(train, val, test, tokens: tuple | None, *, vocab_size: int, num_answers: int,
              num_types: int, epochs: int = 20, clips_per_batch: int = 64, width: int = 64,
              depth: int = 1, lrs=QA_LRS, weight_decays=QA_WEIGHT_DECAYS,
-             seed: int = 0) -> QAResult:
+             seed: int = 0, whiten: bool = True) -> QAResult:
     """Train one probe per (lr, wd) on the train questions; the best on val gives the test
     accuracy. `tokens` is (train, val, test) frozen tokens per clip, or None for the
-    question-only model."""
+    question-only model; with `whiten` (the default) they are PCA-whitened on the train
+    tokens first."""
+    if tokens is not None and whiten:
+        tokens = probes.whiten(*tokens)
     train_tokens, val_tokens, test_tokens = tokens or (None, None, None)
     token_dim = None if tokens is None else train_tokens.shape[-1]
     best = None

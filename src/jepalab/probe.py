@@ -103,6 +103,7 @@ def probe_run(run_dir: str | Path, *, ceiling_dir: str | Path | None = None, see
                               f"attentive probe, test split")
     result = {"run": str(run_dir), "data": cfg.data.name, "arch": cfg.model.arch,
               "steps": cfg.train.steps, "probe_train_images": min(PROBE_TRAIN, len(data.train)),
+              "attentive_tokens": "pca-whitened" if attentive else None,
               "rows": [asdict(r) for r in rows]}
     checkpoint.atomic_write_text(run_dir / "probe.json", json.dumps(result, indent=1))
     return result

@@ -87,7 +87,8 @@ def vqa_run(run_dir: str | Path, *, seeds: int = 2, frame_dir: str | Path | None
     result = {"run": str(run_dir), "data": data.name, "arch": cfg.model.arch,
               "steps": cfg.train.steps, "image_size": cfg.data.image_size,
               "frames": cfg.data.frames, "train_questions": len(data.train),
-              "test_questions": len(data.test), "types": data.types, "prior": data.prior,
+              "test_questions": len(data.test), "tokens": "pca-whitened",
+              "types": data.types, "prior": data.prior,
               "prior_overall": sum(data.prior[data.types[t]] for t in test_types)
               / len(test_types),
               "rows": [asdict(_row(name, rows, data.types)) for name, rows in results.items()],

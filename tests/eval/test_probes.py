@@ -109,9 +109,9 @@ def test_whiten_maps_every_split_by_the_training_rows_statistics():
 
 
 def drowned_tokens(n, seed):
-    """flagged_tokens shrunk tenfold beside four directions that vary 100 times more from one
-    sample to the next and carry nothing: a probe that normalises each token, not each
-    direction, sees almost only them."""
+    """flagged_tokens shrunk tenfold beside four directions whose spread from one sample to
+    the next is 30-100 times theirs and that carry nothing: a probe that normalises each
+    token, not each direction, sees almost only them."""
     x, y = flagged_tokens(n, seed)
     g = torch.Generator().manual_seed(seed + 50)
     nuisance = torch.randn(n, 1, 4, generator=g) * 10 + torch.randn(n, x.shape[1], 4,

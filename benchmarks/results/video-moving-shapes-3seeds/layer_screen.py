@@ -12,7 +12,6 @@ import json
 import sys
 
 import torch
-import torch.nn.functional as F
 from quick_screen import attentive, tokens
 
 from jepalab import load
@@ -25,29 +24,21 @@ from jepalab.probe import run_config
 torch.set_num_threads(1)
 
 
-class Layer(torch.nn.Module):
-    """An encoder read after its first `depth` blocks."""
-
-    def __init__(self, encoder, depth):
-        super().__init__()
-        self.encoder, self.depth = encoder, depth
-
-    def pooled_and_patches(self, clips):
-        enc = self.encoder
-        x = enc.patch_embed.proj(clips.transpose(1, 2))
-        x = x.flatten(2).transpose(1, 2) + enc.positions(tuple(x.shape[2:]))
-        for block in enc.blocks[:self.depth]:
-            x = block(x)
-        x = enc.norm(x) if self.depth == len(enc.blocks) else F.layer_norm(x, x.shape[-1:])
-        return x.mean(1), x
-
-    def features(self, clips):
-        return self.pooled_and_patches(clips)[0]
+def truncated(encoder, depth):
+    """A copy of `encoder` (same weights) with only its first `depth` blocks, read through a
+    layer norm without affine where it stops early (the encoder's own final norm after its
+    last block): its `features` and `pooled_and_patches` are the encoder's own."""
+    layer = VisionTransformer(encoder.spec)
+    layer.load_state_dict(encoder.state_dict())
+    layer.blocks = layer.blocks[:depth]
+    if depth < len(encoder.blocks):
+        layer.norm = torch.nn.LayerNorm(encoder.embed_dim, elementwise_affine=False)
+    return layer
 
 
 def screen(name, enc, data, depths, whitened):
     for depth in depths:
-        layer = Layer(enc, depth)
+        layer = truncated(enc, depth)
         f = [extract_features(layer, x) for x in (data.train.images[:10000], data.val.images,
                                                   data.test.images)]
         lin = linear_probe(f[0], data.train.labels[:10000], f[1], data.val.labels, f[2],

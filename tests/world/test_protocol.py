@@ -98,10 +98,10 @@ def test_plans_with_different_settings_get_different_folders():
     variants = [{}, {"horizon": 2}, {"execute": 2}, {"seed": 1}, {"episodes": 10},
                 {"budget": 80}, {"goal_offset": 20}, {"planner_options": {"samples": 400}},
                 {"planner_options": {"samples": 400, "elites": 10}}, {"cost": "last"},
-                {"action_block": "distinct"}, {"planner": "mppi"}]
+                {"action_block": "distinct"}, {"compile": True}, {"planner": "mppi"}]
     names = [folder_name("two-room", protocol_settings("jepalab", **given)) for given in variants]
     assert len(set(names)) == len(names), names
-    assert names[-5].endswith("-samples400") and names[-1].startswith("plan-two-room-jepalab-mppi")
+    assert names[-6].endswith("-samples400") and names[-2].endswith("-compiled") and names[-1].startswith("plan-two-room-jepalab-mppi")
 
 
 @pytest.mark.parametrize("name", ENVS)

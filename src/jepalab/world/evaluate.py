@@ -87,9 +87,10 @@ class PlanSettings:
 
 def folder_name(env: str, settings: PlanSettings) -> str:
     """`jepalab plan`'s default output folder: plan-ENV-PROTOCOL-PLANNER-COST-ACTIONBLOCK, then
-    every setting that is not the protocol's default (e.g. -h2-samples400-seed1) and, for
-    the anchors' protocol, the expert file's name (-on-FILE), so runs with different
-    settings never write over each other's results."""
+    every setting that is not the protocol's default (e.g. -h2-samples400-seed1), -compiled
+    for a compiled rollout (the same plans, other times a plan) and, for the anchors'
+    protocol, the expert file's name (-on-FILE), so runs with different settings never
+    write over each other's results."""
     name = (f"plan-{env}-{settings.protocol}-{settings.planner}-{settings.cost}-"
             f"{settings.action_block}")
     if settings.horizon != PlanSettings.horizon:
@@ -104,6 +105,8 @@ def folder_name(env: str, settings: PlanSettings) -> str:
     for key, value in sorted(settings.planner_options.items()):
         if default.planner_options.get(key) != value:
             name += f"-{key}{value:g}"
+    if settings.compile:
+        name += "-compiled"
     if settings.protocol == "lewm":  # whose starts and goals
         name += f"-on-{Path(settings.expert_data).stem}"
     return name

@@ -225,3 +225,21 @@ def test_episodes_read_as_clips_are_their_windows_in_memory_or_streamed(small_fi
     assert catalog.kind_of(f"trajectoryclips:{small_file}") == "videos"
     with pytest.raises(DataError, match="fewer than a window"):
         load_trajectory_clips(small_file, image_size=16, frames=20, frameskip=2)
+
+
+def test_episodes_read_as_frames_are_every_frame_in_memory_or_streamed(small_file):
+    """trajectoryframes:FILE: every frame of the training episodes as an unlabelled image,
+    the held-out episodes' frames as val and test; streamed, the same images from the file."""
+    from jepalab.data import catalog
+    from jepalab.data.trajectories import load_trajectory_frames
+
+    episodes = load_trajectories(small_file, image_size=16, window=1, frameskip=1)
+    for stream in (False, True):
+        frames = load_trajectory_frames(small_file, image_size=16, stream=stream)
+        assert frames.train.images.shape == (len(episodes.train), 3, 16, 16)
+        assert torch.equal(frames.train.images[:], episodes.train.batch(
+            torch.arange(len(episodes.train)))["frames"][:, 0])
+        assert torch.equal(frames.val.images[:], frames.test.images[:])
+        assert len(frames.val.images) == len(episodes.val) > 0
+        assert frames.classes == [] and not frames.train.labels.any()
+    assert catalog.kind_of(f"trajectoryframes:{small_file}") == "images"

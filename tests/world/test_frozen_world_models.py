@@ -229,3 +229,27 @@ def test_vjepa_pretrained_on_the_episodes_serves_as_the_frozen_encoder(files, tm
     out = method(a_batch(files))
     out.loss.backward()
     assert torch.isfinite(out.loss) and method.predictor.output_proj.weight.grad.abs().sum() > 0
+
+
+def test_ijepa_trained_on_the_episodes_frames_serves_as_the_frozen_encoder(files, tmp_path):
+    """The image counterpart of V-JEPA's order: I-JEPA trained on every frame of the
+    episodes (`trajectoryframes:`), then frozen under the action-conditioned predictor, which
+    reads each frame's patch tokens."""
+    path = files / "t.h5"
+    run = tmp_path / "ijepa"
+    train(load_config("ijepa-shapes", [
+        f"data.name=trajectoryframes:{path}", "data.image_size=32", "model.patch_size=8",
+        "train.steps=2", "train.batch_size=8", "train.monitor_every=0", "train.threads=1"]),
+        run, show_progress=False)
+    with pytest.raises(ConfigError, match="unlabelled"):
+        probe_run(run, train_ceiling_if_missing=False)
+    method = build_method(from_dict(raw_config(files, "vjepa-ac", encoder=str(run))),
+                          2 * FRAMESKIP)
+    vit = method.encoder.vit
+    assert not vit.spec.video and method.encoder.grid == (4, 4)
+    frames = a_batch(files)["frames"][:, 0]                                 # (4, 3, 32, 32)
+    torch.testing.assert_close(method.encoder(frames), vit.patch_tokens(to_float(frames)))
+    assert method.encoder(frames).shape == (4, 16, vit.embed_dim)
+    out = method(a_batch(files))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and method.predictor.output_proj.weight.grad.abs().sum() > 0

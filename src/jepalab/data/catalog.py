@@ -19,6 +19,8 @@ A data set's name is `NAME` (built in) or `NAME:PATH` (read from disk):
                        with data.stream=true frames are read by window as batches need them
   trajectoryclips:FILE the same windows (data.frames frames, data.frameskip apart) as
                        unlabelled clips, to pretrain a video encoder (V-JEPA) on episodes
+  trajectoryframes:FILE every frame of the episodes as an unlabelled image, to train an
+                       image encoder (I-JEPA, ...) on them
 
 Its kind says what it serves and so which methods it can train: "images" (ImageData),
 "videos" (VideoData) or "trajectories" (TrajectoryData). Each loaded data set answers
@@ -114,6 +116,13 @@ def _trajectory_clips(path, cfg):
                                  frameskip=cfg.frameskip, seed=cfg.seed, stream=cfg.stream)
 
 
+def _trajectory_frames(path, cfg):
+    from jepalab.data.trajectories import load_trajectory_frames
+
+    return load_trajectory_frames(path, image_size=cfg.image_size, seed=cfg.seed,
+                                  stream=cfg.stream)
+
+
 SOURCES = {
     "digits": Source("images", False, _digits),
     "shapes": Source("images", False, _shapes),
@@ -129,6 +138,7 @@ SOURCES = {
     "trajectories": Source("trajectories", True, _trajectories,
                            "trajectories:FILE.h5 (from `jepalab collect`)", streams=True),
     "trajectoryclips": Source("videos", True, _trajectory_clips, streams=True),
+    "trajectoryframes": Source("images", True, _trajectory_frames, streams=True),
 }
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jepalab.data.images import DataError, resize_uint8
+from jepalab.data.images import DataError, ImageData, Split, resize_uint8
 from jepalab.data.streaming import LazyRows, select
 
 FORMAT = "jepalab-trajectories/1"
@@ -338,3 +338,22 @@ def load_trajectory_clips(path: str | Path, *, image_size: int, frames: int, fra
 
     held_out = split(data.val)
     return VideoData(f"trajectoryclips:{path}", split(data.train), held_out, held_out, [])
+
+
+def load_trajectory_frames(path: str | Path, *, image_size: int, seed: int = 0,
+                           stream: bool = False) -> ImageData:
+    """Every frame of a trajectory file's episodes as an unlabelled image (an `ImageData`
+    without classes: there is nothing to probe), val and test the held-out episodes'
+    frames: what an image encoder (I-JEPA, ...) trains on to be the frozen encoder of a
+    world model that reads the same frames."""
+    data = load_trajectories(path, image_size=image_size, window=1, frameskip=1, seed=seed,
+                             stream=stream)
+    if len(data.val) == 0:
+        raise DataError(f"{path}: holds a single episode; collect at least two, so that "
+                        "one is held out")
+
+    def split(part: TrajectorySplit) -> Split:
+        return Split(part.images, torch.zeros(len(part.images), dtype=torch.long))
+
+    held_out = split(data.val)
+    return ImageData(f"trajectoryframes:{path}", split(data.train), held_out, held_out, [])

@@ -9,11 +9,18 @@ same run on the same threads or GPU.
 
     python benchmarks/throughput.py [--methods ijepa lejepa] [--archs vit_nano vit_tiny vit_small]
         [--sizes 32 224] [--precisions fp32 bf16] [--batch 0] [--steps 5] [--device cpu]
-        [--compile] [--json out.json]
+        [--compile] [--breakdown] [--json out.json]
     python benchmarks/throughput.py --contended [--policies NAME ...]
 
 Input size 32 uses patch 4 (64 tokens), 224 uses patch 16 (196 tokens), as the recipes and
 ViT-S/16 do. Batch 0 picks 128 at 32 px and 16 at 224 px.
+
+--breakdown (CPU) profiles one more step of each row and says where its time goes: the
+share of the operators' time spent in matrix products (matmuls, convolutions, batched
+matmuls of attention), the rate those reach on the step's counted FLOPs (all of which are
+theirs), and the largest of the other operators. MFU is about the product of the two: a
+row falls short either because its matrices are small (a low rate) or because of the work
+around them (copies into attention's head layout, GELU, softmax, norms, concatenations).
 
 --contended measures what happens when another process takes a core: the vit_nano I-JEPA
 step at the first of --sizes, idle and beside one busy single-threaded process, in fresh
@@ -75,8 +82,30 @@ def _peak_memory_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul",
+           "aten::mkldnn_convolution", "aten::convolution_backward"}
+
+
+def breakdown(step, flops: float) -> dict:
+    """Profile one call of `step` (CPU operators' self time): the share in matrix products,
+    their FLOP rate on `flops`, and the four largest other operators with their shares."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMULS)
+    others = sorted((e for e in events if e.key not in MATMULS),
+                    key=lambda e: -e.self_cpu_time_total)[:4]
+    return {"matmul_share": matmul / total, "matmul_gflops": flops / (matmul * 1e-6) / 1e9,
+            "largest_others": ", ".join(f"{e.key.removeprefix('aten::')} "
+                                        f"{100 * e.self_cpu_time_total / total:.0f}%"
+                                        for e in others)}
+
+
 def measure(method_name: str, arch: str, size: int, precision: str, batch: int, steps: int,
-            device, compiled: bool = False) -> dict:
+            device, compiled: bool = False, profiled: bool = False) -> dict:
     """One configuration: FLOPs per step, median step time over `steps` (after 2 warm-up
     steps), samples/s, peak memory; `compiled`: with train.compile's compiled blocks, and
     the time the first steps took over the eager median (the compile time)."""
@@ -100,10 +129,8 @@ def measure(method_name: str, arch: str, size: int, precision: str, batch: int, 
         compile_blocks(method)
     optimizer = torch.optim.AdamW(parameter_groups(method), lr=1e-4)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    times = []
-    for _ in range(steps + 2):
-        _sync(device)
-        began = time.perf_counter()
+
+    def one_step():
         with autocast(device, precision):
             loss = method(step_batch).loss
         optimizer.zero_grad(set_to_none=True)
@@ -112,9 +139,16 @@ def measure(method_name: str, arch: str, size: int, precision: str, batch: int, 
         optimizer.step()
         method.on_step_end(0.5)
         _sync(device)
+
+    times = []
+    for _ in range(steps + 2):
+        _sync(device)
+        began = time.perf_counter()
+        one_step()
         times.append(time.perf_counter() - began)
     step = statistics.median(times[2:])
-    return {"method": method_name, "arch": arch, "size": size, "patch": patch,
+    where_time_goes = breakdown(one_step, flops) if profiled and device.type == "cpu" else {}
+    return {**where_time_goes, "method": method_name, "arch": arch, "size": size, "patch": patch,
             "precision": precision + (" compiled" if compiled else ""), "batch": batch,
             "step_ms": 1e3 * step, "warmup_s": sum(times[:2]) - 2 * step,
             "samples_per_s": batch / step, "gflop_per_step": flops / 1e9,
@@ -122,16 +156,25 @@ def measure(method_name: str, arch: str, size: int, precision: str, batch: int, 
 
 
 def table(rows: list[dict], peaks: dict) -> str:
+    profiled = any("matmul_share" in r for r in rows)
+    extra = " time in matmuls | their GFLOP/s (of the peak) | largest other operators |" \
+        if profiled else ""
     lines = ["| method | arch | px / patch | precision | batch | step ms | samples/s | "
-             "GFLOP/step | GFLOP/s | MFU | peak MB so far |", "|" + "---|" * 11]
+             "GFLOP/step | GFLOP/s | MFU | peak MB so far |" + extra,
+             "|" + "---|" * (14 if profiled else 11)]
     for r in rows:
-        mfu = r["achieved_gflops"] / peaks[r["precision"].split()[0]]
+        peak = peaks[r["precision"].split()[0]]
+        mfu = r["achieved_gflops"] / peak
         r["mfu"] = mfu
-        lines.append(f"| {r['method']} | {r['arch']} | {r['size']} / {r['patch']} | "
-                     f"{r['precision']} | {r['batch']} | {r['step_ms']:.0f} | "
-                     f"{r['samples_per_s']:.1f} | {r['gflop_per_step']:.1f} | "
-                     f"{r['achieved_gflops']:.1f} | {100 * mfu:.0f}% | "
-                     f"{r['peak_memory_mb']:.0f} |")
+        line = (f"| {r['method']} | {r['arch']} | {r['size']} / {r['patch']} | "
+                f"{r['precision']} | {r['batch']} | {r['step_ms']:.0f} | "
+                f"{r['samples_per_s']:.1f} | {r['gflop_per_step']:.1f} | "
+                f"{r['achieved_gflops']:.1f} | {100 * mfu:.0f}% | {r['peak_memory_mb']:.0f} |")
+        if profiled:
+            line += (f" {100 * r['matmul_share']:.0f}% | {r['matmul_gflops']:.0f} "
+                     f"({100 * r['matmul_gflops'] / peak:.0f}%) | {r['largest_others']} |"
+                     if "matmul_share" in r else " | | |")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -162,7 +205,7 @@ def run_throughput(args) -> None:
                     batch = args.batch or (128 if size <= 64 else 16)
                     for compiled in (False, True) if args.compile else (False,):
                         rows.append(measure(method, arch, size, precision, batch, args.steps,
-                                            device, compiled))
+                                            device, compiled, args.breakdown))
                         print(f"  {method} {arch} {size}px {rows[-1]['precision']}: "
                               f"{rows[-1]['samples_per_s']:.1f} samples/s, first two steps "
                               f"{rows[-1]['warmup_s']:.1f} s over the median", flush=True)
@@ -229,6 +272,9 @@ def main() -> None:
     parser.add_argument("--json", default="")
     parser.add_argument("--compile", action="store_true",
                         help="each row also with train.compile's compiled blocks")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="profile one more step of each row (CPU): time in matmuls, "
+                             "their FLOP rate, the largest other operators")
     parser.add_argument("--contended", action="store_true")
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

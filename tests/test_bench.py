@@ -410,3 +410,19 @@ def test_bench_refuses_data_it_has_no_recipes_for(tmp_path, capsys, data, words)
     err = capsys.readouterr().err
     for word in words:
         assert word in err, err
+
+
+def test_training_flops_average_the_first_steps_mask_draws():
+    """I-JEPA's masks change a step's token counts, so one draw misstates the others: the
+    bench's FLOPs a step are the mean over the trainer's first steps, each counted on that
+    step's own batch and seed (here the draws differ, and the mean lies between them)."""
+    from jepalab.build import load_data
+    from jepalab.flops import train_step_flops
+
+    cfg = config.load_config("ijepa-shapes", ["data.name=digits", "data.image_size=16",
+                                              "train.batch_size=8"])
+    data = load_data(cfg)
+    means = [0] + [train_step_flops(cfg, data, torch.device("cpu"), steps=k) for k in range(1, 5)]
+    draws = [k * means[k] - (k - 1) * means[k - 1] for k in range(1, 5)]  # step k-1's own
+    assert max(draws) - min(draws) > 0.05 * means[4], draws
+    assert min(draws) < means[4] < max(draws)

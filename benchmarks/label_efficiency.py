@@ -9,9 +9,9 @@ training split, the same subset for every encoder), every encoder's tokens go th
 attentive probe exactly as `jepalab probe` runs it (whitened, the same learning-rate x
 weight-decay grid, best on the full validation split, reported on test), except that the
 probe trains for about `--steps` optimiser steps whatever n is (10 epochs of the 10,000
-clips `jepalab probe` uses are 790), so a small n is not also a short training. Random-init
-encoders are seeded as `jepalab probe` seeds them. Prints a Markdown table (mean over the
-runs and over the random seeds, each with its spread) and the margin.
+clips `jepalab probe` uses are 790), so a small n is not also a short training. The
+random-init encoders are `jepalab probe`'s (`eval.baselines.random_init`). Prints a Markdown
+table (mean over the runs and over the random seeds, each with its spread) and the margin.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import torch
 from jepalab import load
 from jepalab.build import backbone_spec, load_data
 from jepalab.eval.attentive import attentive_probe, extract_tokens
-from jepalab.nn.vit import VisionTransformer
+from jepalab.eval.baselines import random_init
 from jepalab.probe import run_config
 
 
@@ -35,8 +35,7 @@ def encoders(runs: list[Path], random_seeds: int):
     for run in runs:
         yield "trained", str(run), load(run)
     for seed in range(random_seeds):
-        torch.manual_seed(10_000 + seed)  # as eval.baselines.probe_random_init
-        yield "random init", f"random init, seed {seed}", VisionTransformer(spec)
+        yield "random init", f"random init, seed {seed}", random_init(spec, seed)
 
 
 def main() -> None:
@@ -57,11 +56,11 @@ def main() -> None:
     needed = torch.cat(list(subsets.values())).unique()
     results = []
     for kind, name, encoder in encoders(args.runs, args.random_seeds):
-        train = dict(zip(needed.tolist(), extract_tokens(encoder, data.train.images[needed])))
+        train = extract_tokens(encoder, data.train.images[needed])  # needed is sorted
         val, test = (extract_tokens(encoder, x) for x in (data.val.images, data.test.images))
         for (n, draw), index in subsets.items():
             epochs = max(1, math.ceil(args.steps / math.ceil(n / args.batch)))
-            result = attentive_probe(torch.stack([train[i] for i in index.tolist()]),
+            result = attentive_probe(train[torch.searchsorted(needed, index)],
                                      data.train.labels[index], val, data.val.labels, test,
                                      data.test.labels, num_classes=num_classes,
                                      epochs=epochs, batch_size=args.batch)

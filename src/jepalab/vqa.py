@@ -22,9 +22,9 @@ from jepalab.build import backbone_spec
 from jepalab.data.video_qa import VideoQAData, load_video_qa
 from jepalab.errors import RunKindError
 from jepalab.eval.attentive import extract_tokens
+from jepalab.eval.baselines import random_init
 from jepalab.eval.per_frame import PerFrame
 from jepalab.eval.qa import QAResult, qa_probe
-from jepalab.nn.vit import VisionTransformer
 from jepalab.probe import per_frame_encoder, run_config
 
 
@@ -70,7 +70,7 @@ def vqa_run(run_dir: str | Path, *, seeds: int = 2, frame_dir: str | Path | None
                            f"{cfg.data.name!r}); vqa needs a video encoder's run (e.g. "
                            "`jepalab train vjepa-moving-shapes`)")
     encoders = [(cfg.method_name, lambda: load(run_dir))]
-    encoders += [("random init", lambda seed=seed: _random_init(spec, seed))
+    encoders += [("random init", lambda seed=seed: random_init(spec, seed))
                  for seed in range(seeds)]
     if frame_dir is not None:
         name, image_encoder = per_frame_encoder(frame_dir, cfg)
@@ -95,11 +95,6 @@ def vqa_run(run_dir: str | Path, *, seeds: int = 2, frame_dir: str | Path | None
               "seconds": round(time.perf_counter() - began, 1)}
     checkpoint.atomic_write_text(run_dir / "vqa.json", json.dumps(result, indent=1))
     return result
-
-
-def _random_init(spec, seed: int) -> VisionTransformer:
-    torch.manual_seed(10_000 + seed)  # the seeds `jepalab probe` gives its random-init rows
-    return VisionTransformer(spec)
 
 
 def _say(show: bool, line: str) -> None:

@@ -199,6 +199,15 @@ def test_pooled_tokens_average_each_square_of_places(files, name):
         from_dict(raw_config(files, name, pool=0))
 
 
+def learns_on_its_tokens(method, files) -> bool:
+    """One training step of an action-conditioned model on a frozen encoder: a finite loss
+    whose gradient reaches the predictor's output layer."""
+    out = method(a_batch(files))
+    out.loss.backward()
+    reached = method.predictor.output_proj.weight.grad.abs().sum() > 0
+    return bool(torch.isfinite(out.loss)) and bool(reached)
+
+
 def test_vjepa_pretrained_on_the_episodes_serves_as_the_frozen_encoder(files, tmp_path):
     """V-JEPA 2's order: a video encoder pretrained on the environment's own episodes read as
     clips (`trajectoryclips:`), then frozen under the action-conditioned predictor, which
@@ -226,9 +235,7 @@ def test_vjepa_pretrained_on_the_episodes_serves_as_the_frozen_encoder(files, tm
     still = to_float(frames)[:, None].expand(-1, vit.spec.tubelet, -1, -1, -1)
     torch.testing.assert_close(method.encoder(frames), vit.patch_tokens(still))
     assert method.encoder(frames).shape == (4, 16, vit.embed_dim)
-    out = method(a_batch(files))
-    out.loss.backward()
-    assert torch.isfinite(out.loss) and method.predictor.output_proj.weight.grad.abs().sum() > 0
+    assert learns_on_its_tokens(method, files)
 
 
 def test_ijepa_trained_on_the_episodes_frames_serves_as_the_frozen_encoder(files, tmp_path):
@@ -250,6 +257,4 @@ def test_ijepa_trained_on_the_episodes_frames_serves_as_the_frozen_encoder(files
     frames = a_batch(files)["frames"][:, 0]                                 # (4, 3, 32, 32)
     torch.testing.assert_close(method.encoder(frames), vit.patch_tokens(to_float(frames)))
     assert method.encoder(frames).shape == (4, 16, vit.embed_dim)
-    out = method(a_batch(files))
-    out.loss.backward()
-    assert torch.isfinite(out.loss) and method.predictor.output_proj.weight.grad.abs().sum() > 0
+    assert learns_on_its_tokens(method, files)

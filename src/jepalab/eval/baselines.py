@@ -77,14 +77,18 @@ def probe_pixels(data: ImageData, n: int = PROBE_TRAIN) -> ProbeRow:
     return probe_features("raw pixels", *features, data, n)
 
 
+def random_init(spec: ViTSpec, seed: int) -> VisionTransformer:
+    """The random-init encoder of `seed` (0, 1, ...): every report's random-init rows (probe,
+    QA, label efficiency) are these same encoders."""
+    torch.manual_seed(10_000 + seed)
+    return VisionTransformer(spec)
+
+
 def probe_random_init(spec: ViTSpec, data: ImageData, seeds: int,
                       device: str | torch.device = "cpu", attentive: bool = False,
                       n: int = PROBE_TRAIN) -> ProbeRow:
-    rows = []
-    for seed in range(seeds):
-        torch.manual_seed(10_000 + seed)
-        rows.append(probe_encoder("random init", VisionTransformer(spec).to(device), data, device,
-                                  n, attentive))
+    rows = [probe_encoder("random init", random_init(spec, seed).to(device), data, device, n,
+                          attentive) for seed in range(seeds)]
     return average(rows, "random init")
 
 

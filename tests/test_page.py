@@ -53,9 +53,11 @@ def test_collapse_warnings_are_marked(runs, tmp_path):
     shutil.copytree(runs / "b", run)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").open()]
     rows[2]["collapse_warning"] = "representation collapse at step 2: spread 0.05"
+    rows[3]["collapse_recovered"] = "recovered from the collapse warned at step 2"
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     page = write_report(run).read_text()
     assert 'class="warn">collapse warning at step 2: representation collapse' in page
+    assert f"<p>recovered at step {rows[3]['step']}: recovered from the collapse" in page
 
 
 def test_a_plan_in_the_run_shows_its_success_table(runs, tmp_path):

@@ -35,7 +35,7 @@ from jepalab import checkpoint, distributed, memory, report
 from jepalab.build import backbone_spec, load_data
 from jepalab.config import Config, ConfigError
 from jepalab.eval.baselines import PROBE_TRAIN, probe_encoder, probe_random_init
-from jepalab.eval.collapse import CollapseWarning
+from jepalab.eval.collapse import CollapseRecovered, CollapseWarning
 from jepalab.flops import train_step_flops
 from jepalab.lineup import (
     WARMUP_FRACTION,
@@ -103,14 +103,16 @@ def bench_method(label: str, cfg: Config, data, log, progress: bool) -> dict:
         measure = memory.reset_peak(device)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CollapseWarning)
+            warnings.simplefilter("always", CollapseRecovered)
             ensure_trained(cfg, run_dir, progress)
-        collapses = [w.message for w in caught if issubclass(w.category, CollapseWarning)]
-        for warning in collapses:
-            log(f"[yellow]{warning}")
+        events = [w.message for w in caught
+                  if issubclass(w.category, (CollapseWarning, CollapseRecovered))]
+        for event in events:
+            log(f"[yellow]{event}" if isinstance(event, CollapseWarning) else str(event))
         cache.update(peak_memory_mib=memory.read_peak(device, measure), memory_measure=measure,
-                     collapse=f"collapse warning at step {collapses[0].step} "
-                              f"({collapses[0].metric} {collapses[0].value:.2f})"
-                              if collapses else "")
+                     collapse="; ".join(
+                         f"{'collapse warning' if isinstance(e, CollapseWarning) else 'recovered'}"
+                         f" at step {e.step} ({e.metric} {e.value:.2f})" for e in events))
         checkpoint.atomic_write_text(path, json.dumps(cache, indent=1))
     log("probing ...")
     began = time.perf_counter()

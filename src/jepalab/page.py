@@ -38,8 +38,9 @@ def _png(fig) -> str:
 
 
 def _figure(runs: list[tuple[str, list[dict]]], panels, title: str,
-            warnings: list[tuple[int, str]]) -> str | None:
-    """A row of line plots, one per (key, label) that any run logged; None if none did."""
+            warnings: list[tuple[int, str, bool]]) -> str | None:
+    """A row of line plots, one per (key, label) that any run logged; None if none did;
+    `warnings` (step, text, fell) as vertical lines: a collapse dashed, a recovery dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,8 +57,9 @@ def _figure(runs: list[tuple[str, list[dict]]], panels, title: str,
             if points:
                 ax.plot(*zip(*points), marker="o" if len(points) < 30 else None,
                         markersize=3, label=name)
-        for step, _ in warnings:
-            ax.axvline(step, color="#c40", linestyle="--", linewidth=1)
+        for step, _, fell in warnings:
+            ax.axvline(step, color="#c40" if fell else "#080", linestyle="--" if fell else ":",
+                       linewidth=1)
         ax.set(xlabel="step", title=label)
         if key in ("loss", "grad_norm") and all(
                 r.get(key, 1) > 0 for _, rows in runs for r in rows if key in r):
@@ -135,8 +137,8 @@ def write_report(run_dir: str | Path, compare: list[str | Path] = (),
         if not (Path(other) / "metrics.jsonl").exists():
             raise RunKindError(f"--compare {other}: not a run directory (no metrics.jsonl)")
         runs.append((Path(other).name, read_metrics(Path(other))))
-    warnings = [(r["step"], r["collapse_warning"]) for r in runs[0][1]
-                if "collapse_warning" in r]
+    warnings = [(r["step"], r[key], key == "collapse_warning") for r in runs[0][1]
+                for key in ("collapse_warning", "collapse_recovered") if key in r]
     latest = checkpoint.latest(run_dir)
     title = (f"{config.get('recipe') or run_dir.name}: {config['method']['name']} on "
              f"{config['data']['name']}")
@@ -151,7 +153,8 @@ def write_report(run_dir: str | Path, compare: list[str | Path] = (),
         parts.append(f'<img alt="{caption}" src="{image}">' if image else
                      f"<p>No {caption} logged.</p>")
     parts.append("".join(f'<p class="warn">collapse warning at step {s}: {html.escape(w)}</p>'
-                         for s, w in warnings) or "<p>No collapse warning.</p>")
+                         if fell else f"<p>recovered at step {s}: {html.escape(w)}</p>"
+                         for s, w, fell in warnings) or "<p>No collapse warning.</p>")
     if kind == "trajectories":
         parts += ["<h2>Planning</h2>",
                   _plan_sections(run_dir) or "<p>Not planned yet: <code>jepalab plan ENV "

@@ -10,9 +10,10 @@ take the step's slice of the epoch permutation; forward under autocast; backward
 clip, optimiser step; the method's `on_step_end` (EMA teachers). Every `log_every`
 steps a JSON line goes to metrics.jsonl; every `monitor_every` steps the evaluation
 embeddings' RankMe, feature std and spread on a fixed validation batch (a collapse warns,
-or with train.collapse_fatal stops the run); every `checkpoint_every` steps (and at the
-end, and on Ctrl-C) an atomic checkpoint. A fresh run of a method that draws what it
-trains on (build.Previews) first writes that picture of its first batch as clips.gif.
+and a recovery from it is said; with train.collapse_fatal the warning stops the run);
+every `checkpoint_every` steps (and at the end, and on Ctrl-C) an atomic checkpoint. A
+fresh run of a method that draws what it trains on (build.Previews) first writes that
+picture of its first batch as clips.gif.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import torch
 from jepalab import checkpoint, distributed, figures, parallel, schedules
 from jepalab.build import Previews, build_method, embeds, load_data, monitored
 from jepalab.config import Config, ConfigError, absolute_paths
-from jepalab.eval.collapse import CollapseWarning, health
+from jepalab.eval.collapse import CollapseRecovered, CollapseWarning, health
 from jepalab.eval.probes import extract_features
 from jepalab.nonfinite import FiniteCheck
 from jepalab.progress import Bar
@@ -118,33 +119,45 @@ class StopRequest(contextlib.AbstractContextManager):
 
 
 class CollapseWatch:
-    """Warns once per session when the method's embeddings collapse: RankMe (dimensional
-    collapse) or spread (complete collapse; checked on an `embedder()`'s embeddings only:
-    a projector's output, or I-JEPA's target tokens; mean-pooled ViT features sit low and
-    fall early in supervised training too)
-    under its threshold and under 0.9 x its value at initialisation (step 0). A random-init
-    encoder can sit under a threshold on easy data; only a fall from there is a collapse.
-    A threshold of 0 turns its check off."""
+    """Warns when the method's embeddings collapse: RankMe (dimensional collapse) or spread
+    (complete collapse; checked on an `embedder()`'s embeddings only: a projector's output,
+    or I-JEPA's target tokens; mean-pooled ViT features sit low and fall early in supervised
+    training too) under its threshold and under 0.9 x its value at initialisation (step 0).
+    A random-init encoder can sit under a threshold on easy data; only a fall from there is
+    a collapse. A threshold of 0 turns its check off. Once warned, it watches the fallen
+    metric and says when it is back above RECOVERY x its limit (JEPAs on easy data can dip
+    early and recover); only after that can it warn again."""
+
+    RECOVERY = 1.1  # above the limit by this factor, so a metric at the limit does not flap
 
     def __init__(self, thresholds: dict[str, float], initial: dict, enabled: bool):
-        self.thresholds, self.initial, self.enabled = thresholds, initial, enabled
-        self.warned = False
+        self.enabled = enabled
+        self.limits = {metric: threshold if initial.get(metric) is None
+                       else min(threshold, 0.9 * initial[metric])
+                       for metric, threshold in thresholds.items() if threshold > 0}
+        self.initial, self.thresholds, self.fallen = initial, thresholds, None
 
-    def check(self, step: int, values: dict) -> CollapseWarning | None:
-        """Warn (once) and return the warning when a metric has collapsed, else None."""
-        if self.warned or not self.enabled:
+    def check(self, step: int, values: dict) -> CollapseWarning | CollapseRecovered | None:
+        """The warning when a metric falls under its limit, the recovery when the fallen one
+        is back above it (each also issued with `warnings.warn`), else None."""
+        if not self.enabled:
             return None
-        for metric, threshold in self.thresholds.items():
-            if threshold <= 0:
-                continue
-            start = self.initial.get(metric)
-            limit = threshold if start is None else min(threshold, 0.9 * start)
-            if values[metric] < limit:
-                self.warned = True
-                warning = CollapseWarning(step, metric, values[metric], start, threshold)
-                warnings.warn(warning, stacklevel=2)
-                return warning
-        return None
+        if self.fallen is not None:
+            limit = self.RECOVERY * self.limits[self.fallen.metric]
+            if values[self.fallen.metric] < limit:
+                return None
+            event, self.fallen = CollapseRecovered(step, self.fallen,
+                                                   values[self.fallen.metric], limit), None
+        else:
+            fallen = [m for m, limit in self.limits.items() if values[m] < limit]
+            if not fallen:
+                return None
+            metric = fallen[0]
+            event = self.fallen = CollapseWarning(step, metric, values[metric],
+                                                  self.initial.get(metric),
+                                                  self.thresholds[metric])
+        warnings.warn(event, stacklevel=2)
+        return event
 
 
 def monitor(encoder: torch.nn.Module | None, images: torch.Tensor, device: torch.device) -> dict:
@@ -320,9 +333,11 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, show_progre
                                                     or step == total):
                         values.update(monitor(unsharded.get(monitored(method)),
                                               monitor_images, device))
-                        warning = watch.check(step, values)  # rank 0's; every rank stops
-                        if warning is not None:  # the run report marks it on the curves
-                            values["collapse_warning"] = str(warning)
+                        event = watch.check(step, values)  # rank 0's; every rank stops
+                        warning = event if isinstance(event, CollapseWarning) else None
+                        if event is not None:  # the run report marks both on the curves
+                            values["collapse_warning" if warning else
+                                   "collapse_recovered"] = str(event)
                         if cfg.train.collapse_fatal:  # with it (one collective, if asked)
                             collapse = distributed.broadcast_object(
                                 warning and str(warning), world)

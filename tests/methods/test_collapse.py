@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from jepalab.config import load_config
-from jepalab.eval.collapse import CollapseWarning
+from jepalab.eval.collapse import CollapseRecovered, CollapseWarning
 from jepalab.train import train
 
 THREADS = f"train.threads={torch.get_num_threads()}"  # the suite's (conftest)
@@ -112,3 +112,26 @@ def test_a_threshold_of_zero_turns_off_only_its_own_check():
         watch.check(10, {"rankme": 1.0, "spread": 0.05})
         watch.check(20, {"rankme": 1.0, "spread": 0.01})
     assert [(w.message.metric, w.message.step) for w in caught] == [("spread", 10)]
+
+
+def test_a_recovery_is_said_once_and_rearms_the_warning():
+    """A dip and recovery (I-JEPA on Two-Room: spread 0.26 -> 0.14 -> 0.44) warns at the
+    fall, says so once the metric is back above 1.1 x its limit (not at the limit, so a
+    metric sitting there does not flap), and a second fall warns again."""
+    from jepalab.train import CollapseWatch
+
+    # limit: min(threshold 0.2, 0.9 x 0.26 at step 0) = 0.2; recovery above 0.22
+    watch = CollapseWatch({"rankme": 0.0, "spread": 0.2}, {"spread": 0.26}, True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        events = [watch.check(step, {"rankme": 5.0, "spread": value}) for step, value in
+                  [(250, 0.14), (500, 0.12), (750, 0.21), (1000, 0.44), (1250, 0.3),
+                   (1500, 0.1)]]
+    kinds = [type(e).__name__ if e else None for e in events]
+    assert kinds == ["CollapseWarning", None, None, "CollapseRecovered", None,
+                     "CollapseWarning"]
+    assert [w.message for w in caught] == [e for e in events if e]
+    recovered = events[3]
+    assert isinstance(recovered, CollapseRecovered) and recovered.warning is events[0]
+    assert "warned at step 250" in str(recovered) and "0.440 at step 1000" in str(recovered)
+    assert "above 0.220" in str(recovered)

@@ -20,6 +20,18 @@ class CollapseWarning(UserWarning):
             "terms")
 
 
+class CollapseRecovered(UserWarning):
+    """The metric of an earlier CollapseWarning climbed back above its limit at `step`: the
+    warning no longer describes the run (an early dip that training undoes)."""
+
+    def __init__(self, step: int, warning: CollapseWarning, value: float, limit: float):
+        self.step, self.metric, self.value, self.warning = step, warning.metric, value, warning
+        super().__init__(
+            f"recovered from the collapse warned at step {warning.step}: {warning.metric} "
+            f"{value:.3f} at step {step} is back above {limit:.3f} "
+            f"(it fell to {warning.value:.3f})")
+
+
 def rankme(z: torch.Tensor, eps: float = 1e-7) -> float:
     """RankMe (Garrido et al. 2023, Eq. 1): exp of the entropy of normalised singular values.
 

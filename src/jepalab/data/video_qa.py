@@ -66,7 +66,7 @@ TOUCH_PIXELS = 4       # pixels two shapes share in some frame (at the clip's re
 CLEAR = 1.5            # "soon": wall reached within horizon / CLEAR; "not": beyond x CLEAR
 QUESTION_LENGTH = 12   # tokens, padded with <pad>
 VERSION = 1            # bump when rendering or questions change
-SPLIT_SIZES = {"train": 6000, "val": 1000, "test": 1000}
+SPLIT_SIZES = {"train": 24000, "val": 1000, "test": 1000}
 QUESTIONS_PER_CLIP = 4.0  # at most, on average: caps each type's share of the questions
 
 
@@ -320,7 +320,7 @@ def make_split(size: int, frames: int, image_size: int, seed: int, chunk: int = 
 
 def load_video_qa(image_size: int = 32, frames: int = 8, seed: int = 0,
                   sizes: dict[str, int] | None = None) -> VideoQAData:
-    """Fixed train/val/test splits (6000/1000/1000 clips by default, about three balanced
+    """Fixed train/val/test splits (24000/1000/1000 clips by default, about three balanced
     questions a clip) drawn from seeds derived from `seed`; rendered on the first call
     and cached on disk."""
     if frames < 6:

@@ -80,9 +80,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """softmax(q k^T / sqrt(d)) v for (B, H, N, d) inputs; `mask` True where allowed.
 
     On GPUs: `F.scaled_dot_product_attention` (flash / memory-efficient kernels). On CPUs,
-    for the short sequences these models see, plain matmuls are faster than its fused
-    kernel (benchmarks/attention.py, 2 cores: a vit_nano I-JEPA step 1.18x faster at 16
-    tokens, 1.04x at 64), so they are used there.
+    for the sequences these models see, plain matmuls are faster than its fused kernel
+    (benchmarks/attention.py, I-JEPA steps on 2 cores: 1.02-1.18x in fp32 at 16-196 tokens,
+    1.2-1.8x in bf16 on AVX512-BF16), so they are used there.
     """
     if q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)

@@ -21,6 +21,7 @@ from jepalab import checkpoint, load
 from jepalab.build import backbone_spec
 from jepalab.data.video_qa import VideoQAData, load_video_qa
 from jepalab.errors import RunKindError
+from jepalab.eval import probes
 from jepalab.eval.attentive import extract_tokens
 from jepalab.eval.baselines import random_init
 from jepalab.eval.per_frame import PerFrame
@@ -49,13 +50,17 @@ def _row(name: str, results: list[QAResult], types: list[str]) -> VQARow:
 
 
 def _answer(data: VideoQAData, tokens: tuple | None, **probe) -> QAResult:
+    """The QA probe on tokens already whitened by `_tokens` (None: the question only)."""
     return qa_probe(data.train, data.val, data.test, tokens, vocab_size=len(data.vocab),
-                    num_answers=len(data.answers), num_types=len(data.types), **probe)
+                    num_answers=len(data.answers), num_types=len(data.types), whiten=False,
+                    **probe)
 
 
 def _tokens(encoder: torch.nn.Module, data: VideoQAData) -> tuple:
-    return tuple(extract_tokens(encoder, split.clips) for split in (data.train, data.val,
-                                                                     data.test))
+    """Each split's frozen tokens, PCA-whitened on the training clips' (as `qa_probe` would):
+    the raw tokens are dropped once whitened, so one copy lives through the probe's fit."""
+    return tuple(probes.whiten(*(extract_tokens(encoder, split.clips)
+                                 for split in (data.train, data.val, data.test))))
 
 
 def vqa_run(run_dir: str | Path, *, seeds: int = 2, frame_dir: str | Path | None = None,

@@ -83,10 +83,16 @@ def extract_pooled_and_tokens(encoder: nn.Module, inputs: torch.Tensor, batch_si
     """Frozen pooled features (N, D) and patch tokens (N, T, D) of uint8 images or clips
     from one forward pass (the encoder's `pooled_and_patches`), no augmentation."""
     encoder.eval()
-    parts = [encoder.pooled_and_patches(to_float(inputs[i:i + batch_size].to(device)))
-             for i in range(0, len(inputs), batch_size)]
-    return (torch.cat([pooled.float().cpu() for pooled, _ in parts]),
-            torch.cat([tokens.float().cpu() for _, tokens in parts]))
+    pooled = tokens = None
+    for i in range(0, len(inputs), batch_size):  # into tensors allocated once: no second copy
+        part_pooled, part_tokens = encoder.pooled_and_patches(
+            to_float(inputs[i:i + batch_size].to(device)))
+        if tokens is None:
+            pooled = torch.empty(len(inputs), *part_pooled.shape[1:])
+            tokens = torch.empty(len(inputs), *part_tokens.shape[1:])
+        pooled[i:i + batch_size] = part_pooled.float().cpu()
+        tokens[i:i + batch_size] = part_tokens.float().cpu()
+    return pooled, tokens
 
 
 def _predict(probe: nn.Module, tokens: torch.Tensor, batch: int) -> torch.Tensor:

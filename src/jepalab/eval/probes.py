@@ -59,7 +59,8 @@ def whiten(train: torch.Tensor, *others: torch.Tensor, floor: float = 1e-4,
     (a trained encoder's tokens can spend most of their variance on a few directions, such
     as a clip's colours, and leave what a probe needs in small ones)."""
     rows = train.reshape(-1, train.shape[-1])
-    mean = rows.mean(0, dtype=torch.float64)
+    # in chunks: `rows.mean(dtype=torch.float64)` makes a float64 copy of every row first
+    mean = sum(part.sum(0, dtype=torch.float64) for part in rows.split(chunk)) / len(rows)
     second = torch.zeros(rows.shape[1], rows.shape[1], dtype=torch.float64)
     for part in rows.split(chunk):
         centred = part.double() - mean
@@ -67,9 +68,14 @@ def whiten(train: torch.Tensor, *others: torch.Tensor, floor: float = 1e-4,
     values, vectors = torch.linalg.eigh(second / max(len(rows) - 1, 1))
     scale = (vectors / values.clamp_min(values.max() * floor).sqrt()).float()
     mean = mean.float()
-    return [torch.cat([(part.float() - mean) @ scale for part in
-                       x.reshape(-1, x.shape[-1]).split(chunk)]).view(x.shape)
-            for x in (train, *others)]
+    whitened = []
+    for x in (train, *others):  # written chunk by chunk into one tensor: no second copy
+        out = torch.empty(x.shape, dtype=torch.float32)
+        for part, into in zip(x.reshape(-1, x.shape[-1]).split(chunk),
+                              out.view(-1, x.shape[-1]).split(chunk)):
+            torch.mm(part.float() - mean, scale, out=into)
+        whitened.append(out)
+    return whitened
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -82,6 +82,8 @@ def extract_pooled_and_tokens(encoder: nn.Module, inputs: torch.Tensor, batch_si
                               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen pooled features (N, D) and patch tokens (N, T, D) of uint8 images or clips
     from one forward pass (the encoder's `pooled_and_patches`), no augmentation."""
+    if not len(inputs):
+        raise ValueError("no images or clips to extract features from (an empty split)")
     encoder.eval()
     pooled = tokens = None
     for i in range(0, len(inputs), batch_size):  # into tensors allocated once: no second copy

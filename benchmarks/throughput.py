@@ -237,9 +237,11 @@ def child(args) -> None:
     row = measure("ijepa", "vit_nano", args.sizes[0], "fp32", 128, args.steps,
                   torch.device("cpu"))
     print(json.dumps({"samples_per_s": row["samples_per_s"], "threads": torch.get_num_threads(),
-                      "wait_policy": os.environ.get("OMP_WAIT_POLICY", "") or
-                      (os.environ.get("GOMP_SPINCOUNT") and
-                       f"GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}")}))
+                      # libgomp lets an explicit GOMP_SPINCOUNT override the policy's
+                      "wait_policy": ", ".join(
+                          f"{key}={os.environ[key]}" for key in ("OMP_WAIT_POLICY",
+                                                                 "GOMP_SPINCOUNT")
+                          if os.environ.get(key))}))
 
 
 def run_child(policy_env: dict, steps: int, size: int) -> dict:
@@ -266,7 +268,7 @@ def run_contended(args) -> None:
         print(f"  {name}: idle {idle['samples_per_s']:.0f}, beside a busy process "
               f"{busy['samples_per_s']:.0f} samples/s", flush=True)
     print(f"vit_nano I-JEPA step, {args.sizes[0]} px, batch 128, fp32, {os.cpu_count()} cores")
-    print("| threads policy | threads | OMP_WAIT_POLICY | idle samples/s | beside one busy "
+    print("| threads policy | threads | wait settings | idle samples/s | beside one busy "
           "process | ratio |\n|---|---|---|---|---|---|")
     for name, idle, busy in rows:
         print(f"| {name} | {idle['threads']} | {idle['wait_policy'] or '(unset)'} | "

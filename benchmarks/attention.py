@@ -34,14 +34,20 @@ def fused(q, k, v, mask=None):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
+def patch_and_batch(image_size: int) -> tuple[int, int]:
+    """4 px patches and batch 128 up to 64 px, 16 px patches and batch 16 above (as
+    throughput.py)."""
+    return (4, 128) if image_size <= 64 else (16, 16)
+
+
 def step_times(arch: str, image_size: int, precision: str, steps: int, path) -> list[float]:
-    patch, size = (4, 128) if image_size <= 64 else (16, 16)
+    patch, batch_size = patch_and_batch(image_size)
     cfg = load_config("ijepa-shapes", [f"model.arch={arch}", f"model.patch_size={patch}",
                                        f"data.image_size={image_size}"])
     torch.manual_seed(0)
     method = build_method(cfg, 10)
     optimizer = torch.optim.AdamW(parameter_groups(method), lr=1e-4)
-    batch = {"images": torch.randint(0, 256, (size, 3, image_size, image_size),
+    batch = {"images": torch.randint(0, 256, (batch_size, 3, image_size, image_size),
                                      dtype=torch.uint8)}
     times = []
     with mock.patch.object(vit, "attention", path):
@@ -84,7 +90,7 @@ def main() -> None:
                     for name, path in (("fused", fused), ("matmul", vit.attention)):
                         runs[name] += step_times(arch, size, precision, args.steps // 2, path)
                 a, b = (statistics.median(runs[k]) * 1000 for k in ("fused", "matmul"))
-                tokens = (size // (4 if size <= 64 else 16)) ** 2
+                tokens = (size // patch_and_batch(size)[0]) ** 2
                 print(f"| {arch} | {size} | {tokens} | {precision} | {a:.0f} | {b:.0f} | "
                       f"{b / a:.2f}x |", flush=True)
 

@@ -76,6 +76,14 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def _summed(x: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy of `x` summed over processes (`x` itself is left as it is: autograd
+    may hand the same gradient tensor to other consumers)."""
+    total = x.clone(memory_format=torch.contiguous_format)
+    dist.all_reduce(total)
+    return total
+
+
 class _GatherRows(torch.autograd.Function):
     """Every process's rows in rank order; backward: the gradients of every process's loss
     for this process's rows, summed. Our own instead of torch.distributed.nn.functional's:
@@ -91,10 +99,8 @@ class _GatherRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        grad = grad.contiguous()
-        dist.all_reduce(grad)
         start = dist.get_rank() * ctx.rows
-        return grad[start:start + ctx.rows]
+        return _summed(grad)[start:start + ctx.rows]
 
 
 class _SumOverProcesses(torch.autograd.Function):
@@ -102,15 +108,11 @@ class _SumOverProcesses(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        total = x.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(total)
-        return total
+        return _summed(x)
 
     @staticmethod
     def backward(ctx, grad):
-        grad = grad.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(grad)
-        return grad
+        return _summed(grad)
 
 
 def gather_batch(x: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,8 @@ the world model, on Reacher (MuJoCo) or PushT (pymunk).
     MUJOCO_GL=egl python benchmarks/oracle_planning.py --expert-data FILE.h5 --min-std 0
     MUJOCO_GL=egl python benchmarks/oracle_planning.py --expert-data FILE.h5 --min-std 0 \
         --horizon 2 --samples 400 --elites 10 --iterations 10   # V-JEPA 2-AC's CEM
+    MUJOCO_GL=egl python benchmarks/oracle_planning.py --expert-data FILE.h5 --min-std 0 \
+        --execute 1                                # replan after every block
     python benchmarks/oracle_planning.py --env pusht --expert-data FILE.h5 --min-std 0 --workers 2
     python benchmarks/oracle_planning.py --env pusht --expert-data FILE.h5 --min-std 0 --workers 2 \
         --action-block repeat                                    # one action held 5 steps
@@ -25,11 +27,13 @@ plan` (ExpertGoals with the same seed), same success test. One row per `--min-st
 CEM's floor under its std: 0 is LeWM's CEM and the protocol's default, 0.05 ours), side by
 side. `--horizon`, `--samples`, `--elites` and `--iterations` set another CEM (V-JEPA
 2-AC's: 2 blocks, 400, 10, 10); the whole plan is executed before replanning, as the
-protocol does. "closest" is the smallest distance to the goal state an episode reached, in
-tolerances: below 1 is success. With `--state-model` PushT's candidates are rolled out by an
-MLP learned from a training file's simulator states (LearnedPushT): planning with a model
-that needs no pixels, learned from the same episodes as the world models, so the gap from
-the simulator's row is what learning the dynamics from that data costs.
+protocol does, or with `--execute K` its first K blocks, the next plan warm-started from the
+rest (as `jepalab plan --execute K`). "closest" is the smallest distance to the goal state
+an episode reached, in tolerances: below 1 is success. With `--state-model` PushT's
+candidates are rolled out by an MLP learned from a training file's simulator states
+(LearnedPushT): planning with a model that needs no pixels, learned from the same episodes
+as the world models, so the gap from the simulator's row is what learning the dynamics from
+that data costs.
 """
 from __future__ import annotations
 
@@ -202,14 +206,16 @@ class LearnedPushT(PushT):
         return _pusht_error(state.double().numpy(), goal)
 
 
-def episode(env, simulator, options: dict, planner: CEM, blocks: int,
-            repeat: bool) -> tuple[bool, float]:
+def episode(env, simulator, options: dict, planner: CEM, blocks: int, repeat: bool,
+            execute: int | None = None) -> tuple[bool, float]:
     """One episode under the anchors' protocol; (success, smallest distance to the goal).
-    A block is 5 distinct actions (LeWM's), or with `repeat` one action held 5 steps."""
+    A block is 5 distinct actions (LeWM's), or with `repeat` one action held 5 steps; the
+    first `execute` blocks of each plan are taken before replanning (None: all, LeWM's)."""
     goal = np.asarray(options["goal_state"])
     env.reset(seed=0, options=options)
     steps, success, closest = 0, env.succeeded(), simulator.distance(goal)
     action_dim = env.action_space.shape[0]
+    taken, warm = execute or blocks, None
     while not success and steps < LEWM_BUDGET:
         start = simulator.snapshot()
 
@@ -223,8 +229,9 @@ def episode(env, simulator, options: dict, planner: CEM, blocks: int,
             error = simulator.errors(start, steps_of(plans).double().numpy(), goal)
             return torch.from_numpy(np.square(error).sum(-1)).float()
 
-        plan = planner.plan(cost, blocks, action_dim if repeat else BLOCK * action_dim)
-        for action in steps_of(plan[None])[0]:
+        plan = planner.plan(cost, blocks, action_dim if repeat else BLOCK * action_dim, warm)
+        warm = torch.cat([plan[taken:], torch.zeros(taken, plan.shape[1])])  # as jepalab plan
+        for action in steps_of(plan[None])[0][:taken * BLOCK]:
             _, _, done, _, info = env.step(action.numpy())
             steps += 1
             closest = min(closest, simulator.distance(goal))
@@ -249,6 +256,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--elites", type=int, default=30)
     parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--execute", type=int, help="blocks of each plan taken before "
+                        "replanning (default: the whole plan, as the protocol does)")
     parser.add_argument("--action-block", choices=("distinct", "repeat"), default="distinct",
                         help="a block: 5 distinct actions (LeWM's) or one action held 5 steps")
     parser.add_argument("--state-model", metavar="FILE.h5", help="PushT: plan with an MLP "
@@ -258,6 +267,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes stepping PushT's "
                         "candidates (Reacher's roll out in C on one thread)")
     args = parser.parse_args()
+    if args.execute is not None and not 1 <= args.execute <= args.horizon:
+        parser.error(f"--execute must be in [1, --horizon={args.horizon}], got {args.execute}")
     torch.set_num_threads(1)
     env = make(args.env, size=16)                  # pixels unused: a small render is cheap
     env.max_episode_steps = LEWM_BUDGET
@@ -270,7 +281,8 @@ def main() -> None:
     goals = ExpertGoals.sample(args.expert_data, args.env, episodes=args.episodes,
                                goal_offset=LEWM_GOAL_OFFSET, seed=args.seed)
     title = (f"CEM ({args.samples}, top {args.elites}, {args.iterations} its, std "
-             f"{args.init_std:g}, {args.horizon} {args.action_block} blocks)")
+             f"{args.init_std:g}, {args.horizon} {args.action_block} blocks"
+             + (f", {args.execute} executed)" if args.execute else ")"))
     print(f"{args.env}: {title:<36} {'success %':>16} {'median closest':>15} {'s/episode':>10}")
     for min_std in args.min_std:
         torch.manual_seed(args.seed)
@@ -278,7 +290,7 @@ def main() -> None:
         results, began = [], time.perf_counter()
         for i in range(args.episodes):
             results.append(episode(env, simulator, goals.options(i), planner, args.horizon,
-                                   args.action_block == "repeat"))
+                                   args.action_block == "repeat", args.execute))
         wins = sum(success for success, _ in results)
         low, high = wilson(wins, args.episodes)
         closest = np.median([c for _, c in results])

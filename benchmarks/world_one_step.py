@@ -3,6 +3,12 @@ the next frame's latent against copying the last frame's latent and against its 
 prediction with the actions shuffled across windows (does it use them?).
 
     python benchmarks/world_one_step.py RUN_DIR [RUN_DIR ...] [--windows 640] [--seed 0]
+    python benchmarks/world_one_step.py RUN_DIR [RUN_DIR ...] --ahead 5
+
+With `--ahead K` it rolls each model out open loop instead, from `history` true frames with
+the true actions, 1 ... K blocks ahead (a plan's horizon), and prints the median squared
+distance (summed over tokens and channels: the `last` cost's units) between the predicted
+and the true latent at each step, beside copying the last true frame.
 
 Each model is read in its own latent space (`encode`, `predict`: the world-model
 interface), on `--windows` windows drawn from its data's val split (held-out episodes);
@@ -12,6 +18,7 @@ LeWM's) differences over every predicted step, token and channel.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import torch
 
@@ -36,12 +43,47 @@ def one_step(run: str, windows: int, seed: int) -> dict:
                    (guess - z[:, 1:]).pow(2).mean().item()) for name, guess in guesses.items()}
 
 
+@torch.no_grad()
+def open_loop(run: str, ahead: int, windows: int, seed: int) -> tuple[list, list]:
+    """Median squared latent error 1 ... `ahead` blocks ahead, and copying's."""
+    model, _ = load_world_model(run)
+    history = getattr(model, "history", None) or model.predictor.history
+    cfg = run_config(run)
+    data = load_data(dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, window=history + ahead)))
+    generator = torch.Generator().manual_seed(seed)
+    batch = data.val.batch(torch.randperm(len(data.val), generator=generator)[:windows])
+    frames, actions = batch["frames"], batch["actions"]
+    n, t = frames.shape[:2]
+    z = model.encode(frames.flatten(0, 1)).unflatten(0, (n, t))
+    context, predicted, copied = z[:, :history], [], []
+    for k in range(ahead):
+        guess = model.predict(context, actions[:, k:k + history])[:, -1:]
+        context = torch.cat([context[:, 1:], guess], dim=1)
+        truth = z[:, history + k]
+        predicted.append((guess[:, 0] - truth).flatten(1).square().sum(1).median().item())
+        copied.append((z[:, history - 1] - truth).flatten(1).square().sum(1).median().item())
+    return predicted, copied
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--windows", type=int, default=640)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ahead", type=int, help="open-loop rollouts this many blocks ahead "
+                        "instead of one-step errors")
     args = parser.parse_args()
+    if args.ahead is not None:
+        if args.ahead < 1:
+            parser.error(f"--ahead must be >= 1, got {args.ahead}")
+        print("| run | median squared latent error, 1 ... K blocks ahead | copying the last "
+              "true frame |\n|---|---|---|")
+        for run in args.runs:
+            predicted, copied = open_loop(run, args.ahead, args.windows, args.seed)
+            print(f"| {run} | " + ", ".join(f"{e:.2f}" for e in predicted) + " | "
+                  + ", ".join(f"{e:.2f}" for e in copied) + " |")
+        return
     print("| run | prediction L1 / MSE | copying the last frame | actions shuffled |\n"
           "|---|---|---|---|")
     for run in args.runs:

@@ -48,7 +48,7 @@ def measure(run: str, poses: int) -> dict:
 
     def render(angles):
         env.set_configuration(angles)
-        return env._render_now()
+        return env.render()
 
     for i in range(poses):
         env.reset(seed=i)

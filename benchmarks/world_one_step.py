@@ -24,19 +24,28 @@ import torch
 
 from jepalab.build import load_data
 from jepalab.probe import run_config
-from jepalab.world import load_world_model
+from jepalab.world import load_world_model, rollout
+
+
+def _held_out(model, run: str, windows: int, seed: int, window: int | None = None):
+    """`model`'s latents (n, t, ...) of `windows` windows of the run's val split (of `window`
+    frames; None: the run's own), their actions, and the generator that drew them."""
+    cfg = run_config(run)
+    if window is not None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, window=window))
+    data = load_data(cfg)
+    generator = torch.Generator().manual_seed(seed)
+    batch = data.val.batch(torch.randperm(len(data.val), generator=generator)[:windows])
+    frames, actions = batch["frames"], batch["actions"]
+    n, t = frames.shape[:2]
+    return model.encode(frames.flatten(0, 1)).unflatten(0, (n, t)), actions, generator
 
 
 @torch.no_grad()
 def one_step(run: str, windows: int, seed: int) -> dict:
     model, _ = load_world_model(run)
-    data = load_data(run_config(run))
-    generator = torch.Generator().manual_seed(seed)
-    batch = data.val.batch(torch.randperm(len(data.val), generator=generator)[:windows])
-    frames, actions = batch["frames"], batch["actions"]
-    n, t = frames.shape[:2]
-    z = model.encode(frames.flatten(0, 1)).unflatten(0, (n, t))
-    shuffled = actions[torch.randperm(n, generator=generator)]
+    z, actions, generator = _held_out(model, run, windows, seed)
+    shuffled = actions[torch.randperm(len(z), generator=generator)]
     guesses = {"prediction": model.predict(z[:, :-1], actions), "copying the last frame":
                z[:, :-1], "actions shuffled": model.predict(z[:, :-1], shuffled)}
     return {name: ((guess - z[:, 1:]).abs().mean().item(),
@@ -45,25 +54,20 @@ def one_step(run: str, windows: int, seed: int) -> dict:
 
 @torch.no_grad()
 def open_loop(run: str, ahead: int, windows: int, seed: int) -> tuple[list, list]:
-    """Median squared latent error 1 ... `ahead` blocks ahead, and copying's."""
+    """Median squared latent error 1 ... `ahead` blocks ahead (`world.rollout` from
+    `history` true frames with the true actions), and copying the last true frame's."""
     model, _ = load_world_model(run)
-    history = getattr(model, "history", None) or model.predictor.history
-    cfg = run_config(run)
-    data = load_data(dataclasses.replace(cfg, data=dataclasses.replace(
-        cfg.data, window=history + ahead)))
-    generator = torch.Generator().manual_seed(seed)
-    batch = data.val.batch(torch.randperm(len(data.val), generator=generator)[:windows])
-    frames, actions = batch["frames"], batch["actions"]
-    n, t = frames.shape[:2]
-    z = model.encode(frames.flatten(0, 1)).unflatten(0, (n, t))
-    context, predicted, copied = z[:, :history], [], []
-    for k in range(ahead):
-        guess = model.predict(context, actions[:, k:k + history])[:, -1:]
-        context = torch.cat([context[:, 1:], guess], dim=1)
-        truth = z[:, history + k]
-        predicted.append((guess[:, 0] - truth).flatten(1).square().sum(1).median().item())
-        copied.append((z[:, history - 1] - truth).flatten(1).square().sum(1).median().item())
-    return predicted, copied
+    history = model.history
+    z, actions, _ = _held_out(model, run, windows, seed, window=history + ahead)
+    imagined = rollout(model, z[:, :history], actions[:, :history - 1],
+                       actions[:, history - 1:history - 1 + ahead])
+    truth = z[:, history:]
+
+    def medians(guess):
+        return [(guess[:, k] - truth[:, k]).flatten(1).square().sum(1).median().item()
+                for k in range(ahead)]
+
+    return medians(imagined), medians(z[:, history - 1:history].expand_as(truth))
 
 
 def main() -> None:

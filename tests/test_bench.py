@@ -203,15 +203,20 @@ def test_shared_settings_are_forced_and_warmup_capped(tmp_path):
 
 
 def test_every_run_trains_in_the_bench_precision(tmp_path, monkeypatch):
-    from jepalab import lineup
+    """--precision means what train.precision means, resolved once on this machine so the
+    command that reproduces the bench names the precision the runs computed in."""
+    from jepalab import lineup, train
 
     assert method_config("ijepa", options(tmp_path, precision="fp32")).train.precision == "fp32"
-    monkeypatch.setattr(lineup, "native_bf16", lambda device: True)
-    auto = options(tmp_path)
-    assert method_config("ijepa", auto).train.precision == "bf16"
-    assert "--precision bf16" in auto.command()
-    monkeypatch.setattr(lineup, "native_bf16", lambda device: False)
+    monkeypatch.setattr(train, "native_bf16", lambda device: True)
+    native = options(tmp_path)  # the default: bf16-native
+    assert method_config("ijepa", native).train.precision == "bf16"
+    assert "--precision bf16" in native.command()
+    assert method_config("ijepa", options(tmp_path, precision="auto")).train.precision == "fp32"
+    monkeypatch.setattr(train, "native_bf16", lambda device: False)
     assert method_config("ijepa", options(tmp_path)).train.precision == "fp32"
+    with pytest.raises(config.ConfigError, match="--precision 'fp64': choose bf16-native, auto"):
+        lineup.check_options(options(tmp_path, precision="fp64"))
     with pytest.raises(config.ConfigError, match="shared"):
         lineup.parse_entries(options(tmp_path, methods="",
                                      variants=["ijepa train.precision=fp32"]))

@@ -165,7 +165,7 @@ def cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jepalab.lineup import DEFAULT_BUDGETS, BenchOptions
+    from jepalab.lineup import BENCH_PRECISIONS, DEFAULT_BUDGETS, BenchOptions
 
     parser = argparse.ArgumentParser(prog="jepalab", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -222,10 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="runs/bench", help="output directory (default "
                        "runs/bench); runs go to OUT/runs/METHOD-STEPS (with --budget: "
                        "OUT/runs/METHOD)")
-    bench.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                       help="every run's precision (default auto: bf16 autocast where the "
-                       "device computes bf16 natively, a GPU or a CPU with AVX512-BF16 or "
-                       "AMX, else fp32)")
+    bench.add_argument("--precision", default=BenchOptions.precision, choices=BENCH_PRECISIONS,
+                       help="every run's precision, as train.precision (default bf16-native: "
+                       "bf16 autocast where the device computes bf16 natively, a GPU or a CPU "
+                       "with AVX512-BF16 or AMX, else fp32; auto: bf16 on GPUs only)")
     bench.add_argument("--ceiling", action="store_true", help="add a supervised model "
                        "trained for the same budget (one more training run)")
     from jepalab.envs import ENVS

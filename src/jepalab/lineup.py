@@ -19,13 +19,14 @@ from jepalab.data import catalog
 from jepalab.data.images import DataError
 from jepalab.distributed import pick_device
 from jepalab.probe import ceiling_config
-from jepalab.train import native_bf16
+from jepalab.train import resolve_precision
 
 # the recipes a bench on data of each kind runs: NAME-shapes for images, NAME-moving-shapes
 # for videos (each recipe's own data set must be of that kind)
 SUFFIXES = {"images": "-shapes", "videos": "-moving-shapes"}
 WARMUP_FRACTION = 0.1
 DEFAULT_BUDGETS = "100,800"
+BENCH_PRECISIONS = ("bf16-native", "auto", "fp32", "bf16")  # train.precision's, less fp16
 FLAGS = {"model.arch": "--arch", "model.patch_size": "--patch-size", "data.name": "--data",
          "data.image_size": "--image-size", "train.steps": "--budget",
          "train.batch_size": "--batch-size"}
@@ -49,14 +50,13 @@ class BenchOptions:
     patch_size: int = 4
     out: str = "runs/bench"
     ceiling: bool = False       # add the supervised model trained for the same budget
-    precision: str = "auto"     # auto: bf16 where the device computes it natively, else fp32
+    precision: str = "bf16-native"  # as train.precision: bf16-native, auto, fp32 or bf16
     quiet: bool = False
 
     def train_precision(self) -> str:
-        """The precision every run trains in: --precision, with auto resolved here."""
-        if self.precision != "auto":
-            return self.precision
-        return "bf16" if native_bf16(pick_device("auto")) else "fp32"
+        """The precision every run trains in: --precision resolved here as the trainer would
+        (so the command that reproduces the bench names what this machine computed in)."""
+        return resolve_precision(pick_device("auto"), self.precision)
 
     def steps(self) -> list[int]:
         """The step budgets, smallest first: the one of --budget, else those of --budgets
@@ -191,8 +191,8 @@ def parse_budgets(text: str) -> list[int]:
 def check_options(opts: BenchOptions) -> None:
     """The shared settings, checked as the config would, with the bench's option names."""
     budgets = opts.steps()
-    if opts.precision not in ("auto", "fp32", "bf16"):
-        raise ConfigError(f"--precision {opts.precision!r}: choose auto, fp32 or bf16")
+    if opts.precision not in BENCH_PRECISIONS:
+        raise ConfigError(f"--precision {opts.precision!r}: choose {', '.join(BENCH_PRECISIONS)}")
     try:
         config.ModelConfig(opts.arch, opts.patch_size).validate()
         config.DataConfig(opts.data, opts.image_size).validate()

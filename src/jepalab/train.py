@@ -83,11 +83,18 @@ def native_bf16(device: torch.device) -> bool:
         return False
 
 
-def autocast(device: torch.device, precision: str):
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """train.precision as the run computes on `device`: fp32, bf16 or fp16. auto: bf16 on
+    GPUs that have it, else fp32; bf16-native: bf16 also on CPUs that compute it natively."""
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if precision == "bf16-native":
-        precision = "bf16" if native_bf16(device) else "fp32"
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    precision = resolve_precision(device, precision)
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16

@@ -81,11 +81,6 @@ class Reacher:
         last = states[:, -1, 1:3]                          # full-physics state: time, qpos, ...
         return joint_error(last, goal[:2]) / QPOS_TOLERANCE
 
-    def distance(self, goal: np.ndarray) -> float:
-        """How far the arm is from the goal, in tolerances (the larger joint's error)."""
-        error = joint_error(self.env.physics.data.qpos, goal[:2]) / QPOS_TOLERANCE
-        return float(np.abs(error).max())
-
 
 def _pusht_error(states: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """(N, 5) PushT states' errors from the goal's in tolerances: agent and T positions over
@@ -130,12 +125,6 @@ class PushT:
         parts = np.array_split(actions, self.workers)
         return np.concatenate(list(self.pool.map(_pusht_rollouts, [start] * len(parts), parts,
                                                  [goal] * len(parts))))
-
-    def distance(self, goal: np.ndarray) -> float:
-        """The success test's larger ratio: the 4-vector of positions over 20, the angle over
-        pi/9 (both below 1 is success)."""
-        error = _pusht_error(self.env.state()[None], goal)[0]
-        return float(max(np.linalg.norm(error[:4]), abs(error[4])))
 
 
 class LearnedPushT(PushT):
@@ -213,7 +202,7 @@ def episode(env, simulator, options: dict, planner: CEM, blocks: int, repeat: bo
     first `execute` blocks of each plan are taken before replanning (None: all, LeWM's)."""
     goal = np.asarray(options["goal_state"])
     env.reset(seed=0, options=options)
-    steps, success, closest = 0, env.succeeded(), simulator.distance(goal)
+    steps, success, closest = 0, env.succeeded(), env.state_error(goal)
     action_dim = env.action_space.shape[0]
     taken, warm = execute or blocks, None
     while not success and steps < LEWM_BUDGET:
@@ -234,7 +223,7 @@ def episode(env, simulator, options: dict, planner: CEM, blocks: int, repeat: bo
         for action in steps_of(plan[None])[0][:taken * BLOCK]:
             _, _, done, _, info = env.step(action.numpy())
             steps += 1
-            closest = min(closest, simulator.distance(goal))
+            closest = min(closest, env.state_error(goal))
             if done or steps >= LEWM_BUDGET:
                 break
         success = info["success"]

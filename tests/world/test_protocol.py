@@ -136,11 +136,14 @@ def test_pusht_success_is_the_anchors_state_test():
     shifted[0] += 15 * unit                       # agent 15 away, T 10 away: norm 18 < 20
     shifted[3] += 10 * unit
     assert env.state_matches(shifted)
+    assert env.state_error(shifted) == pytest.approx(math.hypot(15, 10) / 20)
     shifted[2] += 10 * unit                       # and T 10 more: norm 21.2 > 20
     assert not env.state_matches(shifted)
+    assert env.state_error(shifted) == pytest.approx(math.hypot(15, 10, 10) / 20)
     turned = goal.copy()
     turned[4] += math.pi / 9 - 0.01
     assert env.state_matches(turned)
+    assert env.state_error(turned) == pytest.approx(1 - 0.01 / (math.pi / 9))
     turned[4] += 0.02
     assert not env.state_matches(turned)
     turned = goal.copy()
@@ -157,6 +160,7 @@ def test_reacher_success_is_every_joint_within_005_rad():
             moved = goal.copy()
             moved[joint] += error
             assert env.state_matches(moved) is matches
+            assert env.state_error(moved) == pytest.approx(error / 0.05)   # the larger joint
     around = goal.copy()
     around[0] += 2 * math.pi - 0.01               # the shoulder goes the short way round
     assert env.state_matches(around)
@@ -168,6 +172,7 @@ def test_two_room_success_is_16_px_of_224():
     env.reset(seed=0)
     goal = env.state()
     assert env.state_matches(goal + [0.07, 0]) and not env.state_matches(goal + [0.072, 0])
+    assert env.state_error(goal + [0.03, 0.04]) == pytest.approx(0.05 / (16 / 224))
 
 
 def test_reset_to_states_checks_its_input():

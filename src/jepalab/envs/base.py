@@ -5,7 +5,8 @@ A subclass implements the task: `_reset_task(rng, options) -> category`, `_apply
 `success()` and `expert_action(rng)`; and, for episodes set from recorded states (the
 anchors' protocol, world/protocol.py), `state()` (the whole simulator state, float64),
 `restore(state)`, `_set_goal_state(state)` (make `state` the task's goal) and
-`state_matches(goal_state)` (the anchors' success test).
+`state_error(goal_state)` (in the anchors' tolerances; `state_matches`: below 1, their
+success test).
 
 `reset(options={"start_state": s, "goal_state": g})` starts from state s with the goal
 image a rendering of state g, and success is then `state_matches(g)` until the next reset.
@@ -135,5 +136,15 @@ class PixelEnv(gym.Env):
     def _set_goal_state(self, state: np.ndarray) -> None:
         raise NotImplementedError
 
-    def state_matches(self, goal_state: np.ndarray) -> bool:
+    def state_error(self, goal_state: np.ndarray) -> float:
+        """How far the current state is from `goal_state` in the anchors' tolerances: the
+        largest of the tested errors, each over its tolerance; below 1 is their success."""
         raise NotImplementedError
+
+    def state_matches(self, goal_state: np.ndarray) -> bool:
+        """The anchors' success test against a recorded state."""
+        return self.state_error(goal_state) < 1.0
+
+    def goal_error(self) -> float | None:
+        """`state_error` to this episode's goal state, None unless it was set from one."""
+        return None if self._goal_state is None else self.state_error(self._goal_state)

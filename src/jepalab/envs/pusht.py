@@ -318,12 +318,12 @@ class PushT(PixelEnv):
         self._goal = _as_pose(state[2:5], 3, "goal_state[2:5]")
         self._goal_agent = _as_pose(state[:2], 2, "goal_state[:2]")
 
-    def state_matches(self, goal_state) -> bool:
-        """stable-worldmodel's `eval_state`: the 4-vector of agent and T position errors
-        within 20 units and the T's angle within pi/9 of the goal state's."""
+    def state_error(self, goal_state) -> float:
+        """stable-worldmodel's `eval_state` asks the 4-vector of agent and T position errors
+        within 20 units and the T's angle within pi/9 of the goal state's: the larger ratio."""
         now, goal = self.state(), np.asarray(goal_state, dtype=np.float64)
-        near = np.linalg.norm((now[:4] - goal[:4]) * ARENA) < POSITION_TOL
-        return bool(near and abs(wrap_angle(now[4] - goal[4])) < ANGLE_TOL)
+        position = np.linalg.norm((now[:4] - goal[:4]) * ARENA) / POSITION_TOL
+        return float(max(position, abs(wrap_angle(now[4] - goal[4])) / ANGLE_TOL))
 
     def success(self) -> bool:
         pose = self._block_pose()

@@ -110,9 +110,9 @@ class TwoRoom(PixelEnv):
             raise ValueError(f"TwoRoom: goal_state {state.tolist()} is inside a wall")
         self.goal = np.array(state, dtype=np.float64)
 
-    def state_matches(self, goal_state) -> bool:
-        """LeWM's test: the agent within 16 px of 224 of the goal state's position."""
-        return bool(np.linalg.norm(self.position - goal_state) < SUCCESS_DISTANCE)
+    def state_error(self, goal_state) -> float:
+        """LeWM's test asks the agent within 16 px of 224 of the goal state's position."""
+        return float(np.linalg.norm(self.position - goal_state) / SUCCESS_DISTANCE)
 
     def success(self) -> bool:
         return self.state_matches(self.goal)

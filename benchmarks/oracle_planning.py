@@ -28,7 +28,8 @@ CEM's floor under its std: 0 is LeWM's CEM and the protocol's default, 0.05 ours
 side. `--horizon`, `--samples`, `--elites` and `--iterations` set another CEM (V-JEPA
 2-AC's: 2 blocks, 400, 10, 10); the whole plan is executed before replanning, as the
 protocol does, or with `--execute K` its first K blocks, the next plan warm-started from the
-rest (as `jepalab plan --execute K`). "closest" is the smallest distance to the goal state
+rest (as `jepalab plan --execute K`); `--cost sum` scores the error at every block's end,
+summed, as `jepalab plan`'s default cost does. "closest" is the smallest distance to the goal state
 an episode reached, in tolerances: below 1 is success. With `--state-model` PushT's
 candidates are rolled out by an MLP learned from a training file's simulator states
 (LearnedPushT): planning with a model that needs no pixels, learned from the same episodes
@@ -74,12 +75,14 @@ class Reacher:
         return start
 
     def errors(self, start, actions: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        """(N, k) errors at the end of each action sequence (N, T, A), in tolerances."""
+        """(N, blocks, k) errors at the end of each block of each action sequence (N, T, A),
+        in tolerances."""
         physics = self.env.physics
         states, _ = mujoco.rollout.rollout(physics.model.ptr, physics.data.ptr, start,
                                            np.repeat(actions, ACTION_REPEAT, axis=1))
-        last = states[:, -1, 1:3]                          # full-physics state: time, qpos, ...
-        return joint_error(last, goal[:2]) / QPOS_TOLERANCE
+        every = BLOCK * ACTION_REPEAT                      # physics steps a block
+        ends = states[:, every - 1::every, 1:3]            # full-physics state: time, qpos, ...
+        return joint_error(ends, goal[:2]) / QPOS_TOLERANCE
 
 
 def _pusht_error(states: np.ndarray, goal: np.ndarray) -> np.ndarray:
@@ -96,16 +99,17 @@ def _simulator():
 
 
 def _pusht_rollouts(start, actions: np.ndarray, goal: np.ndarray) -> np.ndarray:
-    """PushT's errors at the end of each action sequence (N, T, A), stepped from `start` in
-    a private environment (one per process)."""
+    """PushT's errors (N, blocks, 5) at the end of each block of each action sequence
+    (N, T, A), stepped from `start` in a private environment (one per process)."""
     sim = _simulator()
-    ends = np.empty((len(actions), len(goal)))
+    ends = np.empty((len(actions), actions.shape[1] // BLOCK, len(goal)))
     for row, sequence in enumerate(actions):
         sim.restore(start)
-        for action in sequence:
+        for step, action in enumerate(sequence):
             sim._apply(action)                             # the physics step alone, no pixels
-        ends[row] = sim.state()
-    return _pusht_error(ends, goal)
+            if (step + 1) % BLOCK == 0:
+                ends[row, step // BLOCK] = sim.state()
+    return _pusht_error(ends.reshape(-1, len(goal)), goal).reshape(*ends.shape[:2], -1)
 
 
 class PushT:
@@ -190,13 +194,16 @@ class LearnedPushT(PushT):
     def errors(self, start, actions: np.ndarray, goal: np.ndarray) -> np.ndarray:
         state = torch.as_tensor(start, dtype=torch.float32).expand(len(actions), -1)
         actions = torch.as_tensor(actions, dtype=torch.float32)
+        ends = []
         for k in range(actions.shape[1]):
             state = self.step(state, actions[:, k])
-        return _pusht_error(state.double().numpy(), goal)
+            if (k + 1) % BLOCK == 0:
+                ends.append(_pusht_error(state.double().numpy(), goal))
+        return np.stack(ends, axis=1)
 
 
 def episode(env, simulator, options: dict, planner: CEM, blocks: int, repeat: bool,
-            execute: int | None = None) -> tuple[bool, float]:
+            execute: int | None = None, cost_mode: str = "last") -> tuple[bool, float]:
     """One episode under the anchors' protocol; (success, smallest distance to the goal).
     A block is 5 distinct actions (LeWM's), or with `repeat` one action held 5 steps; the
     first `execute` blocks of each plan are taken before replanning (None: all, LeWM's)."""
@@ -216,7 +223,9 @@ def episode(env, simulator, options: dict, planner: CEM, blocks: int, repeat: bo
 
         def cost(plans: torch.Tensor, start=start) -> torch.Tensor:
             error = simulator.errors(start, steps_of(plans).double().numpy(), goal)
-            return torch.from_numpy(np.square(error).sum(-1)).float()
+            per_block = np.square(error).sum(-1)                    # (N, blocks)
+            total = per_block[:, -1] if cost_mode == "last" else per_block.sum(1)
+            return torch.from_numpy(total).float()
 
         plan = planner.plan(cost, blocks, action_dim if repeat else BLOCK * action_dim, warm)
         warm = torch.cat([plan[taken:], torch.zeros(taken, plan.shape[1])])  # as jepalab plan
@@ -247,6 +256,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--execute", type=int, help="blocks of each plan taken before "
                         "replanning (default: the whole plan, as the protocol does)")
+    parser.add_argument("--cost", choices=("last", "sum"), default="last", help="the squared "
+                        "error at the plan's last block (LeWM's) or summed over its blocks "
+                        "(jepalab plan's default)")
     parser.add_argument("--action-block", choices=("distinct", "repeat"), default="distinct",
                         help="a block: 5 distinct actions (LeWM's) or one action held 5 steps")
     parser.add_argument("--state-model", metavar="FILE.h5", help="PushT: plan with an MLP "
@@ -271,7 +283,8 @@ def main() -> None:
                                goal_offset=LEWM_GOAL_OFFSET, seed=args.seed)
     title = (f"CEM ({args.samples}, top {args.elites}, {args.iterations} its, std "
              f"{args.init_std:g}, {args.horizon} {args.action_block} blocks"
-             + (f", {args.execute} executed)" if args.execute else ")"))
+             + (f", {args.execute} executed" if args.execute else "")
+             + (f", {args.cost} cost)" if args.cost != "last" else ")"))
     print(f"{args.env}: {title:<36} {'success %':>16} {'median closest':>15} {'s/episode':>10}")
     for min_std in args.min_std:
         torch.manual_seed(args.seed)
@@ -279,7 +292,7 @@ def main() -> None:
         results, began = [], time.perf_counter()
         for i in range(args.episodes):
             results.append(episode(env, simulator, goals.options(i), planner, args.horizon,
-                                   args.action_block == "repeat", args.execute))
+                                   args.action_block == "repeat", args.execute, args.cost))
         wins = sum(success for success, _ in results)
         low, high = wilson(wins, args.episodes)
         closest = np.median([c for _, c in results])

@@ -215,7 +215,8 @@ def test_every_run_trains_in_the_bench_precision(tmp_path, monkeypatch):
     assert method_config("ijepa", options(tmp_path, precision="auto")).train.precision == "fp32"
     monkeypatch.setattr(train, "native_bf16", lambda device: False)
     assert method_config("ijepa", options(tmp_path)).train.precision == "fp32"
-    with pytest.raises(config.ConfigError, match="--precision 'fp64': choose bf16-native, auto"):
+    with pytest.raises(config.ConfigError,
+                       match="--precision 'fp64': choose auto, fp32, bf16, bf16-native$"):
         lineup.check_options(options(tmp_path, precision="fp64"))
     with pytest.raises(config.ConfigError, match="shared"):
         lineup.parse_entries(options(tmp_path, methods="",

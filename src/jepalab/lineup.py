@@ -26,7 +26,8 @@ from jepalab.train import resolve_precision
 SUFFIXES = {"images": "-shapes", "videos": "-moving-shapes"}
 WARMUP_FRACTION = 0.1
 DEFAULT_BUDGETS = "100,800"
-BENCH_PRECISIONS = ("bf16-native", "auto", "fp32", "bf16")  # train.precision's, less fp16
+# train.precision's names; fp16 (CUDA only, loss-scaled) is left to `jepalab train`
+BENCH_PRECISIONS = tuple(p for p in config.PRECISIONS if p != "fp16")
 FLAGS = {"model.arch": "--arch", "model.patch_size": "--patch-size", "data.name": "--data",
          "data.image_size": "--image-size", "train.steps": "--budget",
          "train.batch_size": "--batch-size"}

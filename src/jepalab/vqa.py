@@ -49,14 +49,14 @@ def _row(name: str, results: list[QAResult], types: list[str]) -> VQARow:
                   spread(overall), {k: spread(v) for k, v in by_type.items()})
 
 
-def _answer(data: VideoQAData, tokens: tuple | None, **probe) -> QAResult:
-    """The QA probe on tokens already whitened by `_tokens` (None: the question only)."""
+def answer_questions(data: VideoQAData, tokens: tuple | None, **probe) -> QAResult:
+    """The QA probe on tokens already whitened by `whitened_tokens` (None: the question only)."""
     return qa_probe(data.train, data.val, data.test, tokens, vocab_size=len(data.vocab),
                     num_answers=len(data.answers), num_types=len(data.types), whiten=False,
                     **probe)
 
 
-def _tokens(encoder: torch.nn.Module, data: VideoQAData) -> tuple:
+def whitened_tokens(encoder: torch.nn.Module, data: VideoQAData) -> tuple:
     """Each split's frozen tokens, PCA-whitened on the training clips' (as `qa_probe` would):
     the raw tokens are dropped once whitened, so one copy lives through the probe's fit."""
     return tuple(probes.whiten(*(extract_tokens(encoder, split.clips)
@@ -85,9 +85,10 @@ def vqa_run(run_dir: str | Path, *, seeds: int = 2, frame_dir: str | Path | None
     results: dict[str, list[QAResult]] = {}
     for name, build in encoders:
         _say(show_progress, f"vqa: {name}: extracting tokens, fitting the QA probe")
-        results.setdefault(name, []).append(_answer(data, _tokens(build(), data), **probe))
+        tokens = whitened_tokens(build(), data)
+        results.setdefault(name, []).append(answer_questions(data, tokens, **probe))
     _say(show_progress, "vqa: question-only model")
-    results["question only"] = [_answer(data, None, **probe)]
+    results["question only"] = [answer_questions(data, None, **probe)]
     test_types = data.test.types.tolist()
     result = {"run": str(run_dir), "data": data.name, "arch": cfg.model.arch,
               "steps": cfg.train.steps, "image_size": cfg.data.image_size,

@@ -29,12 +29,13 @@ side. `--horizon`, `--samples`, `--elites` and `--iterations` set another CEM (V
 2-AC's: 2 blocks, 400, 10, 10); the whole plan is executed before replanning, as the
 protocol does, or with `--execute K` its first K blocks, the next plan warm-started from the
 rest (as `jepalab plan --execute K`); `--cost sum` scores the error at every block's end,
-summed, as `jepalab plan`'s default cost does. "closest" is the smallest distance to the goal state
-an episode reached, in tolerances: below 1 is success. With `--state-model` PushT's
-candidates are rolled out by an MLP learned from a training file's simulator states
-(LearnedPushT): planning with a model that needs no pixels, learned from the same episodes
-as the world models, so the gap from the simulator's row is what learning the dynamics from
-that data costs.
+summed, as `jepalab plan`'s default cost does, `--cost ramp` the same weighted 1, 2, .., H
+(`jepalab plan`'s costs, `latent_cost`, on the state errors). "closest" is the smallest
+distance to the goal state an episode reached, in tolerances: below 1 is success. With
+`--state-model` PushT's candidates are rolled out by an MLP learned from a training file's
+simulator states (LearnedPushT): planning with a model that needs no pixels, learned from
+the same episodes as the world models, so the gap from the simulator's row is what learning
+the dynamics from that data costs.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ from jepalab.envs import make
 from jepalab.envs.base import wrap_angle
 from jepalab.envs.pusht import ANGLE_TOL, ARENA, POSITION_TOL
 from jepalab.envs.reacher import ACTION_REPEAT, QPOS_TOLERANCE, joint_error
-from jepalab.world.evaluate import wilson
+from jepalab.world.evaluate import latent_cost, wilson
 from jepalab.world.planners import CEM
 from jepalab.world.protocol import LEWM_BUDGET, LEWM_GOAL_OFFSET, ExpertGoals
 
@@ -223,9 +224,8 @@ def episode(env, simulator, options: dict, planner: CEM, blocks: int, repeat: bo
 
         def cost(plans: torch.Tensor, start=start) -> torch.Tensor:
             error = simulator.errors(start, steps_of(plans).double().numpy(), goal)
-            per_block = np.square(error).sum(-1)                    # (N, blocks)
-            total = per_block[:, -1] if cost_mode == "last" else per_block.sum(1)
-            return torch.from_numpy(total).float()
+            error = torch.from_numpy(error).float()[:, :, None]    # (N, blocks, 1 token, k)
+            return latent_cost(error, torch.zeros(1, error.shape[-1]), cost_mode)
 
         plan = planner.plan(cost, blocks, action_dim if repeat else BLOCK * action_dim, warm)
         warm = torch.cat([plan[taken:], torch.zeros(taken, plan.shape[1])])  # as jepalab plan
@@ -256,9 +256,10 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--execute", type=int, help="blocks of each plan taken before "
                         "replanning (default: the whole plan, as the protocol does)")
-    parser.add_argument("--cost", choices=("last", "sum"), default="last", help="the squared "
-                        "error at the plan's last block (LeWM's) or summed over its blocks "
-                        "(jepalab plan's default)")
+    parser.add_argument("--cost", choices=("last", "sum", "ramp"), default="last",
+                        help="the squared error at the plan's last block (LeWM's), summed over "
+                        "its blocks (jepalab plan's default) or summed with weights 1..H "
+                        "rising to the last (as jepalab plan --cost)")
     parser.add_argument("--action-block", choices=("distinct", "repeat"), default="distinct",
                         help="a block: 5 distinct actions (LeWM's) or one action held 5 steps")
     parser.add_argument("--state-model", metavar="FILE.h5", help="PushT: plan with an MLP "

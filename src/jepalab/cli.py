@@ -270,8 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--budget", type=int, default=0,
                       help="env steps per episode (default: the protocol's)")
     plan.add_argument("--cost", choices=COSTS, default=None,
-                      help="distance to the goal at the last block, summed over the plan, or "
-                      "along the training data's graph (default: sum; lewm: last)")
+                      help="distance to the goal at the last block, summed over the plan, "
+                      "summed with weights rising to the last block (ramp), or along the "
+                      "training data's graph (default: sum; lewm: last)")
     plan.add_argument("--action-block", choices=ACTION_BLOCKS, default=None,
                       help="repeat: one action held over each block; distinct: frameskip "
                       "actions per block, LeWM's (default: repeat; lewm: distinct)")

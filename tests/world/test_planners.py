@@ -47,11 +47,12 @@ def test_warm_start_is_used_and_checked():
     assert isinstance(make_planner("gradient", steps=5), Gradient)
 
 
-def test_latent_cost_last_sum_and_l1():
+def test_latent_cost_last_sum_ramp_and_l1():
     goal = torch.zeros(1, 2)
     predicted = torch.tensor([[[[1.0, 1.0]], [[2.0, 0.0]]]])  # (N=1, H=2, T=1, D=2)
     assert latent_cost(predicted, goal, "last").item() == pytest.approx(2.0)
     assert latent_cost(predicted, goal, "sum").item() == pytest.approx(1.0 + 2.0)
+    assert latent_cost(predicted, goal, "ramp").item() == pytest.approx(1 * 1.0 + 2 * 2.0)
     assert latent_cost(predicted, goal, "l1").item() == pytest.approx((2.0 + 0.0) / 2)
 
 

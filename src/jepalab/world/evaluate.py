@@ -34,7 +34,7 @@ from jepalab.world.protocol import (
     check_not_trained_on,
 )
 
-COSTS = ("last", "sum", "l1", "graph")
+COSTS = ("last", "sum", "ramp", "l1", "graph")
 ACTION_BLOCKS = ("repeat", "distinct")
 
 
@@ -44,8 +44,9 @@ class PlanSettings:
     horizon: int = 5          # blocks planned ahead
     execute: int = 1          # blocks executed before replanning
     cost: str = "sum"         # "last": latent distance at the last block; "sum": summed over
-                              # the blocks; "l1": L1 at the last block; "graph": blocks to
-                              # the goal on the data's graph (world/graph.py), summed
+                              # the blocks; "ramp": summed, weighted 1..H; "l1": L1 at the
+                              # last block; "graph": blocks to the goal on the data's graph
+                              # (world/graph.py), summed
     episodes: int = 50
     seed: int = 0
     action_block: str = "repeat"  # one action held over a block, or frameskip distinct ones
@@ -147,12 +148,17 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def latent_cost(predicted: torch.Tensor, goal: torch.Tensor, mode: str) -> torch.Tensor:
     """predicted (N, H, T, D) latents, goal (T, D) -> (N,): mean squared distance at the last
-    block ("last", LeWM's) or summed over the blocks ("sum"), or mean absolute distance at
-    the last block ("l1", V-JEPA 2-AC's energy over the last frame's tokens)."""
+    block ("last", LeWM's), summed over the blocks ("sum"), or summed with weights rising
+    1, 2, .., H to the last block ("ramp": near blocks count, the end most), or mean absolute
+    distance at the last block ("l1", V-JEPA 2-AC's energy over the last frame's tokens)."""
     if mode == "l1":
         return (predicted[:, -1] - goal).abs().mean(dim=(-1, -2))
     distance = (predicted - goal).square().mean(dim=(-1, -2))        # (N, H)
-    return distance[:, -1] if mode == "last" else distance.sum(dim=1)
+    if mode == "last":
+        return distance[:, -1]
+    if mode == "ramp":
+        return (distance * torch.arange(1, distance.shape[1] + 1)).sum(dim=1)
+    return distance.sum(dim=1)
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:

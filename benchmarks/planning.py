@@ -118,7 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], help="world-model run dirs")
     parser.add_argument("--planners", default=",".join(PLANNERS))
-    parser.add_argument("--costs", default="sum", help="sum, last, l1, graph (comma-separated)")
+    parser.add_argument("--costs", default="sum",
+                        help="sum, last, ramp, l1, graph (comma-separated)")
     parser.add_argument("--horizon", type=int, default=5, help="blocks planned ahead")
     parser.add_argument("--planner-option", action="append", default=[], metavar="KEY=VALUE",
                         help="e.g. samples=400 elites=10 iterations=10 (V-JEPA 2-AC's CEM)")

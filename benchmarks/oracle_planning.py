@@ -54,7 +54,7 @@ from jepalab.envs import make
 from jepalab.envs.base import wrap_angle
 from jepalab.envs.pusht import ANGLE_TOL, ARENA, POSITION_TOL
 from jepalab.envs.reacher import ACTION_REPEAT, QPOS_TOLERANCE, joint_error
-from jepalab.world.evaluate import latent_cost, wilson
+from jepalab.world.evaluate import LATENT_COSTS, latent_cost, wilson
 from jepalab.world.planners import CEM
 from jepalab.world.protocol import LEWM_BUDGET, LEWM_GOAL_OFFSET, ExpertGoals
 
@@ -256,10 +256,11 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--execute", type=int, help="blocks of each plan taken before "
                         "replanning (default: the whole plan, as the protocol does)")
-    parser.add_argument("--cost", choices=("last", "sum", "ramp"), default="last",
+    parser.add_argument("--cost", choices=LATENT_COSTS, default="last",
                         help="the squared error at the plan's last block (LeWM's), summed over "
-                        "its blocks (jepalab plan's default) or summed with weights 1..H "
-                        "rising to the last (as jepalab plan --cost)")
+                        "its blocks (jepalab plan's default), summed with weights 1..H "
+                        "rising to the last, or the absolute error at the last block "
+                        "(jepalab plan --cost's latent costs)")
     parser.add_argument("--action-block", choices=("distinct", "repeat"), default="distinct",
                         help="a block: 5 distinct actions (LeWM's) or one action held 5 steps")
     parser.add_argument("--state-model", metavar="FILE.h5", help="PushT: plan with an MLP "

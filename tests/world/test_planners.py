@@ -54,6 +54,8 @@ def test_latent_cost_last_sum_ramp_and_l1():
     assert latent_cost(predicted, goal, "sum").item() == pytest.approx(1.0 + 2.0)
     assert latent_cost(predicted, goal, "ramp").item() == pytest.approx(1 * 1.0 + 2 * 2.0)
     assert latent_cost(predicted, goal, "l1").item() == pytest.approx((2.0 + 0.0) / 2)
+    with pytest.raises(ValueError, match="unknown latent cost 'graph'"):
+        latent_cost(predicted, goal, "graph")  # the graph's cost is the graph's own
 
 
 def test_wilson_interval():

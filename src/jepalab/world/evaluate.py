@@ -34,7 +34,8 @@ from jepalab.world.protocol import (
     check_not_trained_on,
 )
 
-COSTS = ("last", "sum", "ramp", "l1", "graph")
+LATENT_COSTS = ("last", "sum", "ramp", "l1")   # what latent_cost scores
+COSTS = LATENT_COSTS + ("graph",)
 ACTION_BLOCKS = ("repeat", "distinct")
 
 
@@ -158,7 +159,9 @@ def latent_cost(predicted: torch.Tensor, goal: torch.Tensor, mode: str) -> torch
         return distance[:, -1]
     if mode == "ramp":
         return (distance * torch.arange(1, distance.shape[1] + 1)).sum(dim=1)
-    return distance.sum(dim=1)
+    if mode == "sum":
+        return distance.sum(dim=1)
+    raise ValueError(f"unknown latent cost {mode!r}; valid: {', '.join(LATENT_COSTS)}")
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:

@@ -158,7 +158,9 @@ def latent_cost(predicted: torch.Tensor, goal: torch.Tensor, mode: str) -> torch
     if mode == "last":
         return distance[:, -1]
     if mode == "ramp":
-        return (distance * torch.arange(1, distance.shape[1] + 1)).sum(dim=1)
+        weights = torch.arange(1, distance.shape[1] + 1, device=distance.device,
+                               dtype=distance.dtype)
+        return (distance * weights).sum(dim=1)
     if mode == "sum":
         return distance.sum(dim=1)
     raise ValueError(f"unknown latent cost {mode!r}; valid: {', '.join(LATENT_COSTS)}")

@@ -47,7 +47,7 @@ from jepalab.envs import make
 from jepalab.memory import keep_freed_memory
 from jepalab.nn.vit import VisionTransformer, ViTSpec
 from jepalab.world import load_world_model
-from jepalab.world.evaluate import Agent, PlanSettings
+from jepalab.world.evaluate import COSTS, Agent, PlanSettings
 from jepalab.world.graph import TemporalGraph
 from jepalab.world.planners import parse_options
 
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], help="world-model run dirs")
     parser.add_argument("--planners", default=",".join(PLANNERS))
     parser.add_argument("--costs", default="sum",
-                        help="sum, last, ramp, l1, graph (comma-separated)")
+                        help=f"{', '.join(COSTS)} (comma-separated)")
     parser.add_argument("--horizon", type=int, default=5, help="blocks planned ahead")
     parser.add_argument("--planner-option", action="append", default=[], metavar="KEY=VALUE",
                         help="e.g. samples=400 elites=10 iterations=10 (V-JEPA 2-AC's CEM)")

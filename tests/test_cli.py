@@ -28,6 +28,8 @@ def run(*args):
     (["collect", "two-room", "--policy", "noisy-expert", "--hold", "1"],
      ["--hold", "does not apply to --policy noisy-expert", "--noise"]),
     (["collect", "two-room", "--noise", "1"], ["--noise", "does not apply to --policy random"]),
+    (["collect", "pusht", "--speed", "0.5"], ["--speed", "does not apply to --policy random"]),
+    (["collect", "pusht", "--policy", "noisy-expert", "--speed", "-1"], ["--speed", "> 0", "-1"]),
 ])
 def test_bad_input_gives_a_message_not_a_traceback(args, words):
     result = run(*args)

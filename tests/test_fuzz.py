@@ -125,7 +125,7 @@ def test_recipe_files_that_are_not_yaml(sandbox, capsys, text):
 FLAGS = {
     "bench": ["--methods", "--variant", "--data", "--budget", "--budgets", "--batch-size",
               "--seed", "--arch", "--image-size", "--patch-size", "--precision"],
-    "collect": ["--episodes", "--policy", "--size", "--steps", "--noise", "--seed"],
+    "collect": ["--episodes", "--policy", "--size", "--steps", "--noise", "--speed", "--seed"],
     "plan": ["--model", "--episodes", "--planner", "--cost", "--horizon", "--execute",
              "--seed", "--gif", "--protocol", "--expert-data", "--goal-offset", "--budget",
              "--action-block", "--planner-option"],

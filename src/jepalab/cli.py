@@ -104,16 +104,18 @@ def cmd_collect(args) -> int:
     from jepalab.config import ConfigError
     from jepalab.envs.collect import collect
 
-    own, other = ("noise", "hold") if args.policy == "noisy-expert" else ("hold", "noise")
-    if getattr(args, other) is not None:
-        raise ConfigError(f"--{other} does not apply to --policy {args.policy} (it sets "
-                          f"{'the random' if other == 'hold' else 'the noisy-expert'} policy); "
-                          f"--policy {args.policy} takes --{own}")
-    chosen = getattr(args, own)
+    own, other = (("noise", "speed"), ("hold",)) if args.policy == "noisy-expert" else \
+        (("hold",), ("noise", "speed"))
+    for key in other:
+        if getattr(args, key) is not None:
+            raise ConfigError(f"--{key} does not apply to --policy {args.policy} (it sets "
+                              f"{'the random' if key == 'hold' else 'the noisy-expert'} "
+                              f"policy); --policy {args.policy} takes "
+                              f"{' and '.join('--' + k for k in own)}")
+    chosen = {key: getattr(args, key) for key in own if getattr(args, key) is not None}
     path = collect(args.env, args.out or f"data/{args.env}-{args.policy}.h5",
                    episodes=args.episodes, steps=args.steps, policy=args.policy, seed=args.seed,
-                   env_kwargs={"size": args.size}, show_progress=not args.quiet,
-                   **({own: chosen} if chosen is not None else {}))
+                   env_kwargs={"size": args.size}, show_progress=not args.quiet, **chosen)
     print(f"trajectories: {path}")
     return 0
 
@@ -243,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--policy", choices=POLICIES, default="random")
     collect.add_argument("--noise", type=float, help="noisy-expert: std of the "
                          "Gaussian noise added to the expert's action (default 0.5)")
+    collect.add_argument("--speed", type=float, help="noisy-expert: the largest norm of "
+                         "the expert's action before the noise (default 1: as it acts; "
+                         "pusht --speed 0.25 --noise 0.1 moves as the anchors' PushT data)")
     collect.add_argument("--hold", type=float, help="random: mean number of steps "
                          "an action is held (a new one with probability 1/HOLD each step; "
                          "default 5, a walk that goes places; 1: a new action every step, "

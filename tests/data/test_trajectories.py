@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from jepalab.config import ConfigError
 from jepalab.data.images import DataError
 from jepalab.data.trajectories import load_trajectories, read_trajectories
 from jepalab.envs import make
@@ -48,6 +49,22 @@ def test_the_random_policy_holds_each_action_for_hold_steps_on_average(tmp_path,
     new = 1 + int((np.abs(np.diff(actions, axis=0)).sum(1) > 0).sum())
     assert changes[0] <= new <= changes[1]                # 40 draws; about 40 / hold of them
     assert attrs["policy_kwargs"] == {"hold": hold}
+
+
+def test_a_slower_noisy_expert_caps_the_norm_of_the_experts_action(tmp_path):
+    path = collect("pusht", tmp_path / "slow.h5", episodes=2, steps=30, policy="noisy-expert",
+                   seed=3, speed=0.25, noise=0.0, env_kwargs={"size": 8}, show_progress=False)
+    arrays, starts, attrs = read_trajectories(path)
+    norms = np.linalg.norm(arrays["actions"], axis=1)
+    assert norms.max() <= 0.25 + 1e-6 and np.isclose(norms, 0.25, atol=1e-4).mean() > 0.5
+    assert attrs["policy_kwargs"] == {"speed": 0.25, "noise": 0.0}
+    fast = collect("pusht", tmp_path / "fast.h5", episodes=2, steps=30, policy="noisy-expert",
+                   seed=3, noise=0.0, env_kwargs={"size": 8}, show_progress=False)
+    fast_norms = np.linalg.norm(read_trajectories(fast)[0]["actions"], axis=1)
+    assert fast_norms.max() > 0.9        # the expert as it acts pushes at full speed
+    with pytest.raises(ConfigError, match="--speed"):
+        collect("pusht", tmp_path / "bad.h5", episodes=1, policy="noisy-expert", speed=0.0,
+                show_progress=False)
 
 
 def test_windows_follow_frameskip(small_file):

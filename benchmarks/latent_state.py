@@ -11,9 +11,10 @@ frames, inputs standardised), and the state of its nearest training frame in lat
 agent's and the T's positions (in the arena's 512 units; the anchors' success test allows
 20 for the two together) and of the angle (degrees; it allows 20), and the share of
 held-out frames whose read-out state would pass that test against the true one. Beside
-each run: the encoder at random init (the run's config, untrained), the raw pixels at the
-run's image size, and the nearest training frame in the true state itself (the floor of
-the nearest-frame reading, set by how densely the training frames cover the states).
+each run: the encoder at random init (the run's config, untrained) and the raw pixels at
+the run's image size (once per training file and size); last, the nearest frame of the
+first run's training file in the true state itself (the floor of the nearest-frame
+reading, set by how densely the training frames cover the states).
 """
 from __future__ import annotations
 
@@ -127,7 +128,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     test_pixels, test_state = _frames(args.held_out)
-    rows = []
+    rows, raw_done = [], set()
     floor = None
     for run in args.runs:
         model, _ = load_world_model(run)
@@ -135,10 +136,13 @@ def main() -> None:
         described = json.loads((Path(run) / "data.json").read_text())
         fit_pixels, fit_state = _frames(cfg.data.name.split(":", 1)[1], args.fit_frames)
         untrained = build_method(cfg, described["action_dim"] * described["frameskip"]).eval()
-        for name, encode in ((run, lambda p, m=model: _encode(m, p)),
-                             ("  random init", lambda p, m=untrained: _encode(m, p)),
-                             (f"  raw pixels ({cfg.data.image_size} px)",
-                              _raw(cfg.data.image_size))):
+        encoders = [(run, lambda p, m=model: _encode(m, p)),
+                    ("  random init", lambda p, m=untrained: _encode(m, p))]
+        if (cfg.data.name, cfg.data.image_size) not in raw_done:   # once per file and size
+            raw_done.add((cfg.data.name, cfg.data.image_size))
+            encoders.append((f"  raw pixels ({cfg.data.image_size} px)",
+                             _raw(cfg.data.image_size)))
+        for name, encode in encoders:
             rows.append((name, readout(encode, fit_pixels, fit_state, test_pixels, test_state)))
         if floor is None:
             near = _nearest(_in_tolerances(fit_state), _in_tolerances(test_state))

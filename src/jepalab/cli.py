@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--noise", type=float, help="noisy-expert: std of the "
                          "Gaussian noise added to the expert's action (default 0.5)")
     collect.add_argument("--speed", type=float, help="noisy-expert: the largest norm of "
-                         "the expert's action before the noise (default 1: as it acts; "
+                         "the expert's action before the noise (default: as it acts; "
                          "pusht --speed 0.25 --noise 0.1 moves as the anchors' PushT data)")
     collect.add_argument("--hold", type=float, help="random: mean number of steps "
                          "an action is held (a new one with probability 1/HOLD each step; "

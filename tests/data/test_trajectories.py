@@ -62,6 +62,12 @@ def test_a_slower_noisy_expert_caps_the_norm_of_the_experts_action(tmp_path):
                    seed=3, noise=0.0, env_kwargs={"size": 8}, show_progress=False)
     fast_norms = np.linalg.norm(read_trajectories(fast)[0]["actions"], axis=1)
     assert fast_norms.max() > 0.9        # the expert as it acts pushes at full speed
+    reacher = collect("reacher", tmp_path / "reacher.h5", episodes=1, steps=20,
+                      policy="noisy-expert", noise=0.0, env_kwargs={"size": 8},
+                      show_progress=False)
+    arrays, _, attrs = read_trajectories(reacher)
+    assert np.linalg.norm(arrays["actions"], axis=1).max() > 1.0   # no cap unless asked
+    assert attrs["policy_kwargs"] == {"noise": 0.0}
     with pytest.raises(ConfigError, match="--speed"):
         collect("pusht", tmp_path / "bad.h5", episodes=1, policy="noisy-expert", speed=0.0,
                 show_progress=False)

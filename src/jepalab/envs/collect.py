@@ -5,8 +5,9 @@ Policies (per env step, from one numpy generator seeded by the collection's seed
                 one with probability 1/`hold` each step; `hold` 5 by default, a random walk
                 that goes places; 1: a new action every step, stable-worldmodel's
                 RandomPolicy, whose Reacher episodes the anchors evaluate on)
-  noisy-expert  the environment's `expert_action`, its norm capped at `speed` (1 by default:
-                as the expert acts), plus Gaussian noise (std `noise`), clipped to [-1, 1].
+  noisy-expert  the environment's `expert_action`, its norm capped at `speed` if given (by
+                default as the expert acts), plus Gaussian noise (std `noise`), clipped to
+                [-1, 1].
                 A lower `speed` makes a slower expert: PushT at `speed` 0.25 and `noise` 0.1
                 moves as the anchors' PushT data does (README, World models)
 Episodes run for a fixed number of steps whatever happens (success does not end them), so
@@ -33,14 +34,14 @@ POLICIES = ("random", "noisy-expert")
 
 class Policy:
     def __init__(self, name: str, env, rng: np.random.Generator, *, hold: float = 5.0,
-                 noise: float = 0.5, speed: float = 1.0):
+                 noise: float = 0.5, speed: float | None = None):
         if name not in POLICIES:
             raise UnknownName(f"unknown policy {name!r}; valid: {', '.join(POLICIES)}")
         if not (math.isfinite(noise) and noise >= 0):
             raise ConfigError(f"--noise must be a finite number >= 0, got {noise}")
-        if not (math.isfinite(speed) and speed > 0):
+        if speed is not None and not (math.isfinite(speed) and speed > 0):
             raise ConfigError(f"--speed must be a finite number > 0 (the largest norm of the "
-                              f"expert's action; 1: as it acts), got {speed}")
+                              f"expert's action), got {speed}")
         if not (math.isfinite(hold) and hold >= 1):
             raise ConfigError(f"--hold must be a finite number >= 1 (1: a new action every "
                               f"step), got {hold}")
@@ -55,7 +56,8 @@ class Policy:
                 self.previous = self.rng.uniform(-1.0, 1.0, space.shape).astype(np.float32)
             return self.previous
         action = self.env.expert_action(self.rng)
-        action = action * min(1.0, self.speed / max(float(np.linalg.norm(action)), 1e-12))
+        if self.speed is not None:
+            action = action * min(1.0, self.speed / max(float(np.linalg.norm(action)), 1e-12))
         action = action + self.rng.normal(0.0, self.noise, space.shape)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import h5py
@@ -29,10 +28,10 @@ import torch
 
 from jepalab.build import build_method
 from jepalab.data.images import resize_uint8
+from jepalab.envs.base import wrap_angle
+from jepalab.envs.pusht import ANGLE_TOL, ARENA, POSITION_TOL
 from jepalab.probe import run_config
 from jepalab.world import load_world_model
-
-ARENA = 512.0
 
 
 def _targets(state: np.ndarray) -> np.ndarray:
@@ -90,9 +89,9 @@ def _mlp(x: np.ndarray, y: np.ndarray, steps: int = 3000, batch: int = 256):
 def _errors(predicted: np.ndarray, truth: np.ndarray) -> dict:
     agent = np.linalg.norm(predicted[:, :2] - truth[:, :2], axis=1)
     block = np.linalg.norm(predicted[:, 2:4] - truth[:, 2:4], axis=1)
-    angle = np.abs(np.angle(np.exp(1j * (np.arctan2(predicted[:, 5], predicted[:, 4])
-                                         - np.arctan2(truth[:, 5], truth[:, 4])))))
-    passes = (np.hypot(agent, block) < 20.0) & (angle < math.pi / 9)
+    angle = np.abs(wrap_angle(np.arctan2(predicted[:, 5], predicted[:, 4])
+                              - np.arctan2(truth[:, 5], truth[:, 4])))
+    passes = (np.hypot(agent, block) < POSITION_TOL) & (angle < ANGLE_TOL)
     return {"agent": float(np.median(agent)), "T": float(np.median(block)),
             "angle_deg": float(np.degrees(np.median(angle))), "passes": float(passes.mean())}
 
@@ -115,8 +114,8 @@ def readout(encode, fit_pixels, fit_state, test_pixels, test_state) -> dict:
 
 def _in_tolerances(state: np.ndarray) -> np.ndarray:
     """The state scaled so that the success test's tolerances are 1."""
-    return np.column_stack([state[:, :4] * ARENA / 20.0, np.cos(state[:, 4]) * 9 / math.pi,
-                            np.sin(state[:, 4]) * 9 / math.pi])
+    return np.column_stack([state[:, :4] * ARENA / POSITION_TOL,
+                            np.cos(state[:, 4]) / ANGLE_TOL, np.sin(state[:, 4]) / ANGLE_TOL])
 
 
 def main() -> None:

@@ -102,16 +102,15 @@ def cmd_bench(args) -> int:
 
 def cmd_collect(args) -> int:
     from jepalab.config import ConfigError
-    from jepalab.envs.collect import collect
+    from jepalab.envs.collect import POLICY_OPTIONS, collect
 
-    own, other = (("noise", "speed"), ("hold",)) if args.policy == "noisy-expert" else \
-        (("hold",), ("noise", "speed"))
-    for key in other:
-        if getattr(args, key) is not None:
-            raise ConfigError(f"--{key} does not apply to --policy {args.policy} (it sets "
-                              f"{'the random' if key == 'hold' else 'the noisy-expert'} "
-                              f"policy); --policy {args.policy} takes "
-                              f"{' and '.join('--' + k for k in own)}")
+    own = POLICY_OPTIONS[args.policy]
+    for policy, keys in POLICY_OPTIONS.items():
+        for key in set(keys) - set(own):
+            if getattr(args, key) is not None:
+                raise ConfigError(f"--{key} does not apply to --policy {args.policy} (it sets "
+                                  f"the {policy} policy); --policy {args.policy} takes "
+                                  f"{' and '.join('--' + k for k in own)}")
     chosen = {key: getattr(args, key) for key in own if getattr(args, key) is not None}
     path = collect(args.env, args.out or f"data/{args.env}-{args.policy}.h5",
                    episodes=args.episodes, steps=args.steps, policy=args.policy, seed=args.seed,

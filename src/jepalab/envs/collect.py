@@ -29,7 +29,8 @@ from jepalab.data.trajectories import EpisodeWriter
 from jepalab.envs import make
 from jepalab.errors import UnknownName
 
-POLICIES = ("random", "noisy-expert")
+POLICY_OPTIONS = {"random": ("hold",), "noisy-expert": ("noise", "speed")}  # each one's own
+POLICIES = tuple(POLICY_OPTIONS)
 
 
 class Policy:

@@ -75,8 +75,8 @@ class Chained:
     def __init__(self, model):
         self.model, self.history = model, model.history
 
-    def encode(self, pixels):
-        return self.model.encode(pixels)
+    def encode(self, pixels, proprio=None):
+        return self.model.encode(pixels, proprio)
 
     def predict(self, latents, actions):
         return self.model.predict(latents, actions)
@@ -96,9 +96,9 @@ def time_plans(model, data: dict, planner: str, cost: str, plans: int, horizon: 
         graph = TemporalGraph.from_trajectories(model, data["path"], data["frameskip"])
     agent = Agent(model, settings, data["action_dim"], data["frameskip"], graph)
     obs, _ = env.reset(seed=0)
-    agent.reset(obs["goal"])
+    agent.reset(obs)
     for _ in range(model.history):  # a full context, as in the middle of an episode
-        agent.observe(obs["pixels"], agent.block(torch.zeros(data["action_dim"])))
+        agent.observe(obs, agent.block(torch.zeros(data["action_dim"])))
     torch.set_grad_enabled(planner == "gradient")
     agent.plan()  # warms up (and compiles)
     faults, times = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, []

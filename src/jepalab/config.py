@@ -342,9 +342,10 @@ def absolute_paths(cfg: Config) -> Config:
     prefix, sep, path = cfg.data.name.partition(":")
     data = dataclasses.replace(cfg.data, name=f"{prefix}:{Path(path).expanduser().resolve()}"
                                if sep and path else cfg.data.name)
+    words = getattr(cfg.method, "PATH_WORDS", ())  # values of those keys that name no file
     changes = {key: str(Path(value).expanduser().resolve())
                for key in getattr(cfg.method, "PATHS", ())
-               if (value := getattr(cfg.method, key))}
+               if (value := getattr(cfg.method, key)) and value not in words}
     return dataclasses.replace(cfg, data=data, method=dataclasses.replace(cfg.method, **changes))
 
 

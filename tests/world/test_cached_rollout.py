@@ -79,7 +79,7 @@ class Model(Chained):
         super().__init__(predictor)
         self.pixels_to_latent = torch.randn(3 * 4 * 4, 8)
 
-    def encode(self, pixels):  # (1, 3, 4, 4) uint8 -> (1, 1, 8)
+    def encode(self, pixels, proprio=None):  # (1, 3, 4, 4) uint8 -> (1, 1, 8)
         return (pixels.float().flatten(1) / 255 @ self.pixels_to_latent)[:, None]
 
     def cached_rollout(self, context, context_actions, plan):
@@ -107,11 +107,12 @@ def test_compiled_rollout_plans_as_the_eager_one():
     torch._dynamo.utils.counters.clear()
     for compiled in (False, True):
         agent = Agent(model, PlanSettings(compile=compiled, planner_options=options), 2, 3)
-        agent.reset(frames[-1])
+        proprio = np.zeros(2, np.float32)
+        agent.reset({"goal": frames[-1], "goal_proprio": proprio})
         torch.manual_seed(1)
         chosen, block = [], None
         for frame in frames[:4]:  # contexts of 1, 2, 3 and again 3 frames
-            agent.observe(frame, block)
+            agent.observe({"pixels": frame, "proprio": proprio}, block)
             block = agent.plan()[0]
             chosen.append(block)
         plans[compiled] = torch.stack(chosen)

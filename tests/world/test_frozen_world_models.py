@@ -258,3 +258,90 @@ def test_ijepa_trained_on_the_episodes_frames_serves_as_the_frozen_encoder(files
     torch.testing.assert_close(method.encoder(frames), vit.patch_tokens(to_float(frames)))
     assert method.encoder(frames).shape == (4, 16, vit.embed_dim)
     assert learns_on_its_tokens(method, files)
+
+
+def test_proprio_joins_every_token_standardised_and_scaled(files):
+    """method.proprio_dim: the data's proprio, standardised by the first batch's mean and
+    std and times proprio_scale, joins each token as more channels (DINO-WM's proprio),
+    is predicted with them and kept by a reload; a model trained with it refuses frames
+    without it, and a dimension unlike the data's is named."""
+    cfg = from_dict(raw_config(files, "dino-wm", proprio_dim=2, proprio_scale=3.0))
+    method = build_method(cfg, 2 * FRAMESKIP)
+    plain = build_method(from_dict(raw_config(files, "dino-wm")), 2 * FRAMESKIP)
+    first, later = a_batch(files, 8), a_batch(files, 16)
+    frames, proprio = first["frames"].flatten(0, 1), first["proprio"].flatten(0, 1)   # 32
+    z = method.encode(frames, proprio)
+    assert z.shape == (32, 16, 128 + 2)
+    torch.testing.assert_close(z[..., :128], plain.encode(frames))
+    mean, std = proprio.mean(0), proprio.std(0, correction=0)
+    torch.testing.assert_close(z[:, 5, 128:], 3.0 * (proprio - mean) / std, atol=1e-5, rtol=1e-5)
+    assert torch.equal(z[:, 0, 128:], z[:, 15, 128:])                  # the same on every token
+    p2 = later["proprio"].flatten(0, 1)
+    expected = 3.0 * (p2 - mean) / std
+    torch.testing.assert_close(method.encode(later["frames"].flatten(0, 1), p2)[:, 3, 128:],
+                               expected, atol=1e-5, rtol=1e-5)
+    reloaded = build_method(cfg, 2 * FRAMESKIP)
+    reloaded.load_state_dict(method.state_dict())
+    torch.testing.assert_close(reloaded.encode(later["frames"][:1, 0], p2[:1])[:, 0, 128:],
+                               expected[:1], atol=1e-5, rtol=1e-5)   # one frame: measured
+    assert learns_on_its_tokens(method, files)
+    assert method.predict(z[None, :3], first["actions"][:1, :3]).shape == (1, 3, 16, 130)
+    with pytest.raises(ValueError, match=r"method.proprio_dim=2: it needs the agent's proprio"):
+        method.encode(frames)
+    wrong = build_method(from_dict(raw_config(files, "dino-wm", proprio_dim=4)), 2 * FRAMESKIP)
+    with pytest.raises(ValueError, match=r"method.proprio_dim is 4 .* has 2 .* "
+                                         r"method.proprio_dim=2"):
+        wrong(first)
+    with pytest.raises(ConfigError, match="method.proprio_scale must be > 0"):
+        from_dict(raw_config(files, "dino-wm", proprio_dim=2, proprio_scale=0))
+
+
+def test_a_proprio_model_plans_with_the_goals_proprio(files):
+    """The planning agent hands the model the observation's proprio and the goal's: a
+    DINO-WM-style model with proprio plans an episode's first blocks, and its goal latent
+    carries the goal's proprio channels."""
+    import numpy as np
+
+    from jepalab.envs import make
+    from jepalab.world.evaluate import Agent, PlanSettings
+
+    method = build_method(from_dict(raw_config(files, "dino-wm", proprio_dim=2)),
+                          2 * FRAMESKIP).eval()
+    batch = a_batch(files, 8)
+    method.encode(batch["frames"].flatten(0, 1), batch["proprio"].flatten(0, 1))  # measures
+    env = make("two-room", size=32)
+    obs, _ = env.reset(seed=0)
+    agent = Agent(method, PlanSettings(horizon=2, planner_options={
+        "samples": 16, "elites": 4, "iterations": 2}), 2, FRAMESKIP)
+    agent.reset(obs)
+    channels = method.proprio(torch.from_numpy(obs["goal_proprio"])[None],
+                              torch.zeros(1, 16, 0))[0]
+    torch.testing.assert_close(agent.goal[..., 128:], channels)
+    assert not np.allclose(obs["goal_proprio"], obs["proprio"])
+    agent.observe(obs, None)
+    with torch.no_grad():
+        blocks = agent.plan()
+    assert blocks.shape == (1, 2 * FRAMESKIP) and torch.isfinite(blocks).all()
+
+
+def test_a_random_encoder_is_the_seeded_random_features_baseline(files, tmp_path):
+    """method.encoder=random: a ViT of model.arch at random init, drawn from train.seed (the
+    same weights twice, others under another seed); the run's config keeps the word, and the
+    run reloads for planning with the very weights it trained on."""
+    raw = raw_config(files, "dino-wm", encoder="random")
+    raw["train"].update(steps=2)
+    torch.manual_seed(0)
+    one = build_method(from_dict(raw), 2 * FRAMESKIP)
+    torch.manual_seed(0)
+    two = build_method(from_dict(raw), 2 * FRAMESKIP)
+    torch.manual_seed(1)
+    other = build_method(from_dict(raw), 2 * FRAMESKIP)
+    first = next(one.encoder.vit.parameters())
+    assert torch.equal(first, next(two.encoder.vit.parameters()))
+    assert not torch.equal(first, next(other.encoder.vit.parameters()))
+    run = tmp_path / "random"
+    method = train(from_dict(raw), run, show_progress=False)
+    assert json.loads((run / "config.json").read_text())["method"]["encoder"] == "random"
+    model, _ = load_world_model(run)
+    frames = a_batch(files)["frames"][:, 0]
+    torch.testing.assert_close(model.encode(frames), method.eval().encode(frames))

@@ -9,6 +9,7 @@ import pytest
 from jepalab.config import ConfigError
 from jepalab.data.images import DataError
 from jepalab.envs import make
+from jepalab.envs.base import wrap_angle
 from jepalab.envs.collect import collect
 from jepalab.world.evaluate import Agent, PlanSettings, folder_name, protocol_settings
 from jepalab.world.planners import parse_options
@@ -112,18 +113,39 @@ def test_replaying_the_experts_actions_reaches_the_goal(expert, name):
     env = make(name, size=16)
     goals = ExpertGoals.sample(expert[name], name, episodes=5, goal_offset=25, seed=0)
     with h5py.File(expert[name]) as f:
-        actions, pixels = f["actions"][:], f["pixels"][:]
+        actions, pixels, proprio = f["actions"][:], f["pixels"][:], f["proprio"][:]
     for i, row in enumerate(goals.rows):
         obs, info = env.reset(seed=0, options=goals.options(i))
         assert info["category"] == "expert"
         np.testing.assert_array_equal(obs["pixels"], pixels[row])
         np.testing.assert_array_equal(obs["goal"], pixels[row + 25])
+        np.testing.assert_allclose(obs["proprio"], proprio[row], atol=1e-6)
+        np.testing.assert_allclose(obs["goal_proprio"], proprio[row + 25], atol=1e-6)
         for step in range(25):
             *_, info = env.step(actions[row + step])
         assert info["success"] or env.succeeded(), (name, row)
         np.testing.assert_allclose(env.state()[:2], goals.goals[i][:2], atol=0.02)
     if hasattr(env, "close"):
         env.close()
+
+
+def test_a_drawn_goals_proprio_is_the_pose_its_image_shows():
+    """Under jepalab's own resets the goal's proprio is where the goal image draws the agent,
+    at rest; the observation carries it beside the agent's own."""
+    wheres = {"two-room": lambda env: env.goal,
+              "pusht": lambda env: env.goal_agent_position(),
+              "reacher": lambda env: wrap_angle(env.goal_configuration)}
+    for name, where in wheres.items():
+        env = make(name, size=16)
+        obs, _ = env.reset(seed=3)
+        assert env.observation_space.contains(obs), name
+        pose = np.asarray(where(env), dtype=np.float32)
+        np.testing.assert_allclose(obs["goal_proprio"][:len(pose)], pose, atol=1e-6)
+        assert not obs["goal_proprio"][len(pose):].any(), name
+        obs, *_ = env.step(env.action_space.sample())
+        np.testing.assert_allclose(obs["goal_proprio"][:len(pose)], pose, atol=1e-6)
+        if hasattr(env, "close"):
+            env.close()
 
 
 def test_pusht_success_is_the_anchors_state_test():

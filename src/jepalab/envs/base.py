@@ -2,14 +2,16 @@
 
 A subclass implements the task: `_reset_task(rng, options) -> category`, `_apply(action)`
 (advance the physics one step), `_render(goal: bool) -> uint8 (S, S, 3)`, `proprio()`,
-`success()` and `expert_action(rng)`; and, for episodes set from recorded states (the
+`goal_proprio()` (the proprio of the pose the goal image draws, velocities 0), `success()`
+and `expert_action(rng)`; and, for episodes set from recorded states (the
 anchors' protocol, world/protocol.py), `state()` (the whole simulator state, float64),
 `restore(state)`, `_set_goal_state(state)` (make `state` the task's goal) and
 `state_error(goal_state)` (in the anchors' tolerances; `state_matches`: below 1, their
 success test).
 
 `reset(options={"start_state": s, "goal_state": g})` starts from state s with the goal
-image a rendering of state g, and success is then `state_matches(g)` until the next reset.
+image a rendering of state g (and the goal's proprio state g's), and success is then
+`state_matches(g)` until the next reset.
 """
 from __future__ import annotations
 
@@ -39,9 +41,11 @@ class PixelEnv(gym.Env):
         image = spaces.Box(0, 255, (size, size, 3), np.uint8)
         self.observation_space = spaces.Dict({
             "pixels": image, "goal": image,
-            "proprio": spaces.Box(-np.inf, np.inf, (proprio_dim,), np.float32)})
+            "proprio": spaces.Box(-np.inf, np.inf, (proprio_dim,), np.float32),
+            "goal_proprio": spaces.Box(-np.inf, np.inf, (proprio_dim,), np.float32)})
         self.action_space = spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
         self._goal_pixels = None
+        self._goal_proprio = None
         self._goal_state = None     # set by reset(options={"goal_state": ...})
         self._t = 0
 
@@ -54,6 +58,7 @@ class PixelEnv(gym.Env):
         else:
             self._goal_state = None
             category = self._reset_task(self.np_random, options)
+            self._goal_proprio = np.asarray(self.goal_proprio(), dtype=np.float32)
         self._goal_pixels = self._render(goal=True)
         self._t = 0
         return self._observation(), {"success": self.succeeded(), "category": category}
@@ -64,6 +69,8 @@ class PixelEnv(gym.Env):
             raise ValueError(f"{name}.reset: start_state and goal_state go together and with no "
                              f"other option, got {sorted(options)}")
         start, goal = (self._check_state(options[k], k) for k in ("start_state", "goal_state"))
+        self.restore(goal)
+        self._goal_proprio = np.asarray(self.proprio(), dtype=np.float32)
         self._set_goal_state(goal)
         self.restore(start)
         self._goal_state = goal
@@ -106,7 +113,8 @@ class PixelEnv(gym.Env):
 
     def _observation(self) -> dict:
         return {"pixels": self._render(goal=False), "goal": self._goal_pixels,
-                "proprio": np.asarray(self.proprio(), dtype=np.float32)}
+                "proprio": np.asarray(self.proprio(), dtype=np.float32),
+                "goal_proprio": self._goal_proprio}
 
     # --- the task (subclasses) --------------------------------------------------------
     def _reset_task(self, rng: np.random.Generator, options: dict) -> str:
@@ -119,6 +127,9 @@ class PixelEnv(gym.Env):
         raise NotImplementedError
 
     def proprio(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def goal_proprio(self) -> np.ndarray:
         raise NotImplementedError
 
     def success(self) -> bool:

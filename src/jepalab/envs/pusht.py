@@ -299,6 +299,9 @@ class PushT(PixelEnv):
         vx, vy = self.agent.velocity
         return (np.array([x, y, vx, vy]) / ARENA).astype(np.float32)
 
+    def goal_proprio(self):
+        return np.concatenate([self._goal_agent / ARENA, np.zeros(2)]).astype(np.float32)
+
     def state(self) -> np.ndarray:
         """(agent x, y, T x, y, angle, agent vx, vy), arena units: the whole state (the T
         keeps no velocity of its own)."""

@@ -133,6 +133,11 @@ class Reacher(PixelEnv):
         angles[0] = wrap_angle(angles[0])
         return np.concatenate([angles, self.physics.data.qvel]).astype(np.float32)
 
+    def goal_proprio(self):
+        angles = self.goal_configuration.copy()
+        angles[0] = wrap_angle(angles[0])
+        return np.concatenate([angles, np.zeros(2)]).astype(np.float32)
+
     def state(self) -> np.ndarray:
         """(shoulder, wrist, their velocities): the whole state."""
         return np.concatenate([self.physics.data.qpos, self.physics.data.qvel]).astype(np.float64)

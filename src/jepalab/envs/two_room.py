@@ -98,6 +98,9 @@ class TwoRoom(PixelEnv):
     def proprio(self):
         return self.position.astype(np.float32)
 
+    def goal_proprio(self):
+        return self.goal.astype(np.float32)
+
     def state(self) -> np.ndarray:
         """(x, y) of the agent: the whole state (it has no velocity)."""
         return self.position.astype(np.float64)

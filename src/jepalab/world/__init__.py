@@ -2,7 +2,9 @@
 
 A world model (LeWM, V-JEPA 2-AC-style, DINO-WM-style; each also a method the trainer
 trains on trajectory data) exposes, besides the method interface:
-  encode(pixels uint8 (B, 3, H, W)) -> latents (B, N, D)     N tokens per frame (1: CLS)
+  encode(pixels uint8 (B, 3, H, W), proprio (B, P) or None) -> latents (B, N, D)
+      N tokens per frame (1: CLS); proprio, the agent's own state, read by models trained
+      with it (DINO-WM-style `method.proprio_dim`) and ignored by the others
   predict(latents (B, T, N, D), actions (B, T, A)) -> (B, T, N, D)
       the latent after each frame's block action, seeing `history` frames back
   history: int                                               frames of context it was trained on

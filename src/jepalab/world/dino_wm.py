@@ -8,13 +8,19 @@ between them:
   ẑ_{t+1} = predictor([z_<=t ; e_<=t])               e_t concatenated to each token of frame
                                                       t; causal over `history` frames
   loss = mean_t ||ẑ_{t+1} - z_{t+1}||² / (N D)        teacher forcing only
+With `proprio_dim` P > 0 the agent's proprioception (the data's proprio, e.g. PushT's agent
+position and velocity) joins every token as P more channels, as DINO-WM's proprio embedding
+does: z_t = [tokens ; proprio_scale * standardised p_t], predicted and scored like the rest,
+so the planner's cost holds the agent's state beside the image's (DINO-WM's objective adds
+the proprio error to the visual one). The channels are the standardised numbers themselves,
+not a learned embedding: nothing for the loss to shrink.
 DINO-WM's encoder is DINOv2 ViT-S/14 (384 wide, 196 patches per frame); no weights can be
 downloaded here, so the encoder is a trained jepalab run's (`method.encoder`: e.g. a LeWM or
 an I-JEPA encoder), loaded, frozen and kept as V-JEPA 2-AC's is (world.vjepa_ac). DINO-WM's
 predictor (6 layers, 16 heads, dropout 0.1, learned positions over its frames) runs at the
-width of the concatenated token, 384 + 10 (+ 10 for proprioception, left out here: the planner
-feeds actions only); here the concatenated token is projected to `predictor_width`, there is
-no dropout, and the defaults are scaled for a CPU.
+width of the concatenated token, 384 + 10 (+ 10 for proprioception); here the concatenated
+token is projected to `predictor_width`, there is no dropout, and the defaults are scaled
+for a CPU.
 """
 from __future__ import annotations
 
@@ -28,7 +34,8 @@ from jepalab.methods import StepOutput
 from jepalab.nn.predictor import cached_rollout, frame_causal_mask
 from jepalab.nn.vit import Block, ViTSpec, init_transformer
 from jepalab.world import check_sizes
-from jepalab.world.vjepa_ac import FrozenEncoder, check_encoder
+from jepalab.world.vjepa_ac import (RANDOM_ENCODER, FrozenEncoder, check_encoder,
+                                    token_statistics)
 
 DATA_KIND = "trajectories"
 
@@ -90,10 +97,46 @@ class ConcatPredictor(nn.Module):
         return self.pos_embed[:, start:stop]
 
 
+class ProprioChannels(nn.Module):
+    """Proprio (M, P) as P channels joined to each of a frame's tokens (M, N, D) -> (M, N,
+    D + P): standardised per number (mean and std of the first batch of frames it meets, as
+    FrozenEncoder's token statistics, kept in the checkpoint) and multiplied by `scale`."""
+
+    def __init__(self, dim: int, scale: float):
+        super().__init__()
+        self.dim, self.scale = dim, scale
+        self.register_buffer("mean", torch.zeros(1, dim))
+        self.register_buffer("std", torch.ones(1, dim))
+        self.register_buffer("measured", torch.zeros((), dtype=torch.bool))
+        self.pending = True
+        self.register_load_state_dict_post_hook(ProprioChannels._loaded)
+
+    @staticmethod
+    def _loaded(module: ProprioChannels, keys) -> None:
+        module.pending = not bool(module.measured)
+
+    def forward(self, proprio: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:
+        if proprio is None or proprio.shape != (len(tokens), self.dim):
+            got = None if proprio is None else tuple(proprio.shape)
+            raise ValueError(f"this DINO-WM-style model was trained with method.proprio_dim="
+                             f"{self.dim}: it needs the agent's proprio ({len(tokens)}, "
+                             f"{self.dim}) beside the frames, got {got}")
+        proprio = proprio.to(tokens.dtype)
+        if self.pending and len(proprio) > 1:
+            mean, std = token_statistics(proprio[:, None])
+            self.mean.copy_(mean)
+            self.std.copy_(std)
+            self.measured.fill_(True)
+            self.pending = False
+        channels = self.scale * (proprio - self.mean) / self.std
+        return torch.cat([tokens, channels[:, None].expand(-1, tokens.shape[1], -1)], dim=-1)
+
+
 @dataclass
 class Config:
     PATHS = ("encoder",)            # stored absolute in a run's config (config.absolute_paths)
-    encoder: str = ""               # the frozen encoder: a jepalab run dir or encoder file
+    PATH_WORDS = (RANDOM_ENCODER,)  # ... unless it is this word
+    encoder: str = ""               # the frozen encoder: a jepalab run dir, encoder file, random
     history: int = 3                # frames of context the predictor sees (num_hist)
     action_embed_dim: int = 10      # what is concatenated to each token
     predictor_width: int = 128
@@ -101,11 +144,18 @@ class Config:
     predictor_heads: int = 4
     standardize: bool = False       # tokens standardised per place and channel (FrozenEncoder)
     pool: int = 1                   # k x k tokens averaged into one (FrozenEncoder)
+    proprio_dim: int = 0            # > 0: the data's proprio joins every token (ProprioChannels)
+    proprio_scale: float = 1.0      # its standardised channels times this
 
     def validate(self) -> None:
         check_encoder(self.encoder)
         check_sizes(self, ("history", "action_embed_dim", "predictor_width",
                            "predictor_depth", "predictor_heads", "pool"))
+        if self.proprio_dim < 0:
+            raise ValueError(f"method.proprio_dim must be >= 0 (0: no proprio), got "
+                             f"{self.proprio_dim}")
+        if not self.proprio_scale > 0:
+            raise ValueError(f"method.proprio_scale must be > 0, got {self.proprio_scale}")
 
 
 class Method(nn.Module):
@@ -114,7 +164,9 @@ class Method(nn.Module):
         self.cfg, self.history = cfg, cfg.history
         self.encoder = FrozenEncoder(cfg.encoder, spec, cfg.standardize, cfg.pool)
         grid = self.encoder.grid
-        self.predictor = ConcatPredictor(self.encoder.vit.embed_dim, action_dim,
+        self.proprio = (ProprioChannels(cfg.proprio_dim, cfg.proprio_scale)
+                        if cfg.proprio_dim else None)
+        self.predictor = ConcatPredictor(self.encoder.vit.embed_dim + cfg.proprio_dim, action_dim,
                                          grid[0] * grid[1],
                                          action_embed_dim=cfg.action_embed_dim,
                                          width=cfg.predictor_width, depth=cfg.predictor_depth,
@@ -123,7 +175,12 @@ class Method(nn.Module):
     def forward(self, batch: dict) -> StepOutput:
         frames = batch["frames"]
         b, t = frames.shape[:2]
-        z = self.encode(frames.flatten(0, 1)).unflatten(0, (b, t))      # (B, T, N, D)
+        proprio = batch["proprio"].flatten(0, 1) if self.proprio is not None else None
+        if proprio is not None and proprio.shape[-1] != self.cfg.proprio_dim:
+            raise ValueError(f"method.proprio_dim is {self.cfg.proprio_dim} but the data's "
+                             f"proprio has {proprio.shape[-1]} numbers; set "
+                             f"method.proprio_dim={proprio.shape[-1]}")
+        z = self.encode(frames.flatten(0, 1), proprio).unflatten(0, (b, t))  # (B, T, N, D)
         prediction = F.mse_loss(self.predict(z[:, :-1], batch["actions"]), z[:, 1:])
         return StepOutput(prediction, {"prediction": prediction.detach()})
 
@@ -134,8 +191,9 @@ class Method(nn.Module):
         return self.encoder.vit
 
     # --- world-model interface (see jepalab.world) ----------------------------------------
-    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.encoder(pixels)
+    def encode(self, pixels: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = self.encoder(pixels)
+        return tokens if self.proprio is None else self.proprio(proprio, tokens)
 
     def predict(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.predictor(latents, actions)

@@ -186,20 +186,24 @@ class Agent:
         self.rollout = torch.compile(plan_rollout, dynamic=False) if settings.compile \
             else plan_rollout
 
-    def reset(self, goal_pixels: np.ndarray) -> None:
-        self.goal = self.model.encode(to_tensor(goal_pixels))[0]
+    def reset(self, obs: dict) -> None:
+        """A new episode whose goal is the observation's ("goal" image, "goal_proprio")."""
+        self.goal = self._encode(obs["goal"], obs["goal_proprio"])[0]
         if self.graph is not None:
             self.graph.set_goal(self.goal)
         self.latents, self.blocks, self.warm = [], [], None
 
-    def observe(self, pixels: np.ndarray, block: torch.Tensor | None) -> None:
-        """The frame reached (after `block`, the block action taken before it, if any)."""
-        self.latents.append(self.model.encode(to_tensor(pixels)))
+    def observe(self, obs: dict, block: torch.Tensor | None) -> None:
+        """The observation reached (after `block`, the block action taken before it, if any)."""
+        self.latents.append(self._encode(obs["pixels"], obs["proprio"]))
         if block is not None:
             self.blocks.append(block[None])
         keep = self.model.history
         self.latents = self.latents[-keep:]
         self.blocks = self.blocks[len(self.blocks) - (len(self.latents) - 1):]
+
+    def _encode(self, pixels: np.ndarray, proprio: np.ndarray) -> torch.Tensor:
+        return self.model.encode(to_tensor(pixels), torch.from_numpy(proprio)[None])
 
     def plan(self) -> torch.Tensor:
         """The next `execute` block actions, (execute, frameskip * A)."""
@@ -245,8 +249,8 @@ def run_episode(env, index: int, options: dict, seed: int, frameskip: int,
     success, steps, plan_ms = info["success"], 0, []
     closest = env.goal_error()
     if agent is not None:
-        agent.reset(obs["goal"])
-        agent.observe(obs["pixels"], None)
+        agent.reset(obs)
+        agent.observe(obs, None)
     if frames is not None:
         frames.append(np.concatenate([obs["pixels"], obs["goal"]], axis=1))
     budget = env.max_episode_steps
@@ -272,7 +276,7 @@ def run_episode(env, index: int, options: dict, seed: int, frameskip: int,
             if success or steps >= budget:
                 break
             if agent is not None:
-                agent.observe(obs["pixels"], block)
+                agent.observe(obs, block)
     category = "all"
     if "cross_door" in options:
         category = "cross-door" if options["cross_door"] else "same-room"

@@ -71,10 +71,13 @@ class TemporalGraph:
             chosen = np.sort(rng.permutation(len(starts) - 1)[:episodes])
             # whole episodes, strided in memory: h5py's strided reads are as slow as the file
             frames = [f["pixels"][starts[e]:starts[e + 1]][::frameskip] for e in chosen]
+            proprio = [f["proprio"][starts[e]:starts[e + 1]][::frameskip] for e in chosen]
         episode = np.concatenate([np.full(len(x), i) for i, x in enumerate(frames)])
         pixels = torch.from_numpy(np.concatenate(frames)).permute(0, 3, 1, 2)
+        proprio = torch.from_numpy(np.concatenate(proprio))
         with torch.no_grad():
-            latents = torch.cat([model.encode(chunk).flatten(1) for chunk in pixels.split(512)])
+            latents = torch.cat([model.encode(chunk, own).flatten(1) for chunk, own in
+                                 zip(pixels.split(512), proprio.split(512))])
         return cls(latents, episode)
 
     def set_goal(self, goal: torch.Tensor, anchors: int = 3) -> None:

@@ -103,7 +103,8 @@ class Method(nn.Module):
 
     # --- world-model interface (see jepalab.world) ----------------------------------------
     @torch.no_grad()
-    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode(self, pixels: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+        """(proprio is not read: this model sees pixels only)"""
         images = resize_uint8(pixels, self.encoder.spec.image_size)
         return self.embed(to_float(images))[:, None]
 

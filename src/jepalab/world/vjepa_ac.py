@@ -33,13 +33,15 @@ from jepalab.data.views import to_float
 from jepalab.distributed import world_mean
 from jepalab.methods import StepOutput
 from jepalab.nn.predictor import ActionPredictor
-from jepalab.nn.vit import ViTSpec
+from jepalab.nn.vit import VisionTransformer, ViTSpec
 from jepalab.world import check_sizes, rollout
 
 DATA_KIND = "trajectories"
+RANDOM_ENCODER = "random"
 VALID_ENCODERS = ("a jepalab run directory (e.g. runs/lewm-two-room, from `jepalab train "
                   "lewm-two-room train.run_dir=runs/lewm-two-room`), one of its checkpoint-*/ "
-                  "folders, or an encoder.safetensors file")
+                  "folders, an encoder.safetensors file, or `random` (a ViT of model.arch at "
+                  "random init, drawn from train.seed: the random-features baseline)")
 
 
 class FrozenEncoder(nn.Module):
@@ -68,10 +70,13 @@ class FrozenEncoder(nn.Module):
     def __init__(self, path: str, spec: ViTSpec, standardize: bool = False, pool: int = 1):
         super().__init__()
         where = Path(path)
-        if not where.exists():
+        if path == RANDOM_ENCODER:
+            self.vit = VisionTransformer(spec)
+        elif not where.exists():
             raise FileNotFoundError(f"method.encoder: {path} does not exist; give "
                                     f"{VALID_ENCODERS}")
-        self.vit = jepalab.load(where)
+        else:
+            self.vit = jepalab.load(where)
         own = self.vit.spec
         if (own.arch, own.patch_size) != (spec.arch, spec.patch_size):
             raise ValueError(f"method.encoder {path} is a {own.arch} with patches of "
@@ -149,7 +154,8 @@ def check_encoder(encoder: str) -> None:
 @dataclass
 class Config:
     PATHS = ("encoder",)            # stored absolute in a run's config (config.absolute_paths)
-    encoder: str = ""               # the frozen encoder: a jepalab run dir or encoder file
+    PATH_WORDS = (RANDOM_ENCODER,)  # ... unless it is this word
+    encoder: str = ""               # the frozen encoder: a jepalab run dir, encoder file, random
     history: int = 3                # frames of context the predictor sees
     rollout_steps: int = 2          # frames predicted autoregressively in the rollout loss
     predictor_width: int = 128
@@ -201,7 +207,8 @@ class Method(nn.Module):
         return self.encoder.vit
 
     # --- world-model interface (see jepalab.world) ----------------------------------------
-    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode(self, pixels: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+        """(proprio is not read: this model sees pixels only)"""
         return _normed(self.encoder(pixels))
 
     def predict(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """How precisely a PushT world model's latent holds the state the success test reads.
 
     python benchmarks/latent_state.py RUN_DIR [RUN_DIR ...] --held-out FILE.h5 [--fit-frames 20000]
+        [--frozen ENCODER ... --pool K]
 
 For each run: every frame of its own training file (the first `--fit-frames`) is encoded
 (`encode`, the world-model interface) and every frame of `--held-out` (a file the run did
@@ -14,7 +15,9 @@ held-out frames whose read-out state would pass that test against the true one. 
 each run: the encoder at random init (the run's config, untrained) and the raw pixels at
 the run's image size (once per training file and size); last, the nearest frame of the
 first run's training file in the true state itself (the floor of the nearest-frame
-reading, set by how densely the training frames cover the states).
+reading, set by how densely the training frames cover the states). `--frozen`: encoders
+(any jepalab run or encoder file) whose patch tokens are read the same way, standardised
+and pooled as the frozen-encoder world models read them, fitted on the first run's file.
 """
 from __future__ import annotations
 
@@ -26,12 +29,14 @@ import h5py
 import numpy as np
 import torch
 
+import jepalab
 from jepalab.build import build_method
 from jepalab.data.images import resize_uint8
 from jepalab.envs.base import wrap_angle
 from jepalab.envs.pusht import ANGLE_TOL, ARENA, POSITION_TOL
 from jepalab.probe import run_config
 from jepalab.world import load_world_model
+from jepalab.world.vjepa_ac import FrozenEncoder
 
 
 def _targets(state: np.ndarray) -> np.ndarray:
@@ -39,23 +44,41 @@ def _targets(state: np.ndarray) -> np.ndarray:
 
 
 def _frames(path: str, limit: int | None = None):
+    """((pixels (F, S, S, 3) uint8, proprio (F, P)), state (F, 7)) of a file's first frames."""
     with h5py.File(path, "r") as f:
         rows = slice(0, limit)
-        return f["pixels"][rows], f["state"][rows]
+        return (f["pixels"][rows], f["proprio"][rows]), f["state"][rows]
 
 
 @torch.no_grad()
-def _encode(model, pixels: np.ndarray, batch: int = 512) -> np.ndarray:
+def _encode(model, frames, batch: int = 512) -> np.ndarray:
+    """Each frame's latent, flattened (a model trained with proprio is given the frame's)."""
+    pixels, proprio = frames
     out = []
     for i in range(0, len(pixels), batch):
         images = torch.from_numpy(pixels[i:i + batch]).permute(0, 3, 1, 2)
-        out.append(model.encode(images).flatten(1).float().numpy())
+        own = torch.from_numpy(proprio[i:i + batch])
+        out.append(model.encode(images, own).flatten(1).float().numpy())
     return np.concatenate(out)
 
 
+def _patch_tokens(path: str, pool: int, fit_pixels: np.ndarray):
+    """A frozen encoder's patch tokens as the frozen-encoder world models read them
+    (standardised per place and channel on 512 frames spread over the fit set, pooled)."""
+    vit = jepalab.load(path)
+    encoder = FrozenEncoder(path, vit.spec, standardize=True, pool=pool)
+    spread = fit_pixels[::max(1, len(fit_pixels) // 512)][:512]
+    encoder(torch.from_numpy(spread).permute(0, 3, 1, 2))                # measures
+
+    class Tokens:
+        def encode(self, images, proprio=None):
+            return encoder(images)
+    return lambda p: _encode(Tokens(), p)
+
+
 def _raw(size: int):
-    def encode(pixels: np.ndarray) -> np.ndarray:
-        images = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+    def encode(frames) -> np.ndarray:
+        images = torch.from_numpy(frames[0]).permute(0, 3, 1, 2)
         return resize_uint8(images, size).flatten(1).float().numpy() / 255.0
     return encode
 
@@ -104,10 +127,10 @@ def _nearest(x: np.ndarray, queries: np.ndarray, chunk: int = 1024) -> np.ndarra
     return torch.cat(out).numpy()
 
 
-def readout(encode, fit_pixels, fit_state, test_pixels, test_state) -> dict:
+def readout(encode, fit_frames, fit_state, test_frames, test_state) -> dict:
     """{"mlp": errors, "nearest": errors} of one encoder."""
-    x, y = encode(fit_pixels), _targets(fit_state)
-    queries, truth = encode(test_pixels), _targets(test_state)
+    x, y = encode(fit_frames), _targets(fit_state)
+    queries, truth = encode(test_frames), _targets(test_state)
     return {"mlp": _errors(_mlp(x, y)(queries), truth),
             "nearest": _errors(y[_nearest(x, queries)], truth)}
 
@@ -124,16 +147,20 @@ def main() -> None:
     parser.add_argument("--held-out", required=True, help="a `jepalab collect pusht` file "
                         "the runs did not train on")
     parser.add_argument("--fit-frames", type=int, default=20000)
+    parser.add_argument("--frozen", nargs="*", default=[], help="encoders (run directories or "
+                        "encoder.safetensors) whose patch tokens to read as well, fitted on "
+                        "the first run's training file")
+    parser.add_argument("--pool", type=int, default=1, help="--frozen: k x k tokens averaged")
     args = parser.parse_args()
     torch.manual_seed(0)
-    test_pixels, test_state = _frames(args.held_out)
+    test_frames, test_state = _frames(args.held_out)
     rows, raw_done = [], set()
     floor = None
     for run in args.runs:
         model, _ = load_world_model(run)
         cfg = run_config(Path(run))
         described = json.loads((Path(run) / "data.json").read_text())
-        fit_pixels, fit_state = _frames(cfg.data.name.split(":", 1)[1], args.fit_frames)
+        fit_frames, fit_state = _frames(cfg.data.name.split(":", 1)[1], args.fit_frames)
         untrained = build_method(cfg, described["action_dim"] * described["frameskip"]).eval()
         encoders = [(run, lambda p, m=model: _encode(m, p)),
                     ("  random init", lambda p, m=untrained: _encode(m, p))]
@@ -141,12 +168,15 @@ def main() -> None:
             raw_done.add((cfg.data.name, cfg.data.image_size))
             encoders.append((f"  raw pixels ({cfg.data.image_size} px)",
                              _raw(cfg.data.image_size)))
+        if run == args.runs[0]:
+            encoders += [(f"  {path} patch tokens, pool {args.pool}",
+                          _patch_tokens(path, args.pool, fit_frames[0])) for path in args.frozen]
         for name, encode in encoders:
-            rows.append((name, readout(encode, fit_pixels, fit_state, test_pixels, test_state)))
+            rows.append((name, readout(encode, fit_frames, fit_state, test_frames, test_state)))
         if floor is None:
             near = _nearest(_in_tolerances(fit_state), _in_tolerances(test_state))
             floor = _errors(_targets(fit_state)[near], _targets(test_state))
-    print(f"the state read from each encoder on {len(test_pixels)} held-out frames (median "
+    print(f"the state read from each encoder on {len(test_state)} held-out frames (median "
           f"errors; the success test allows 20 units for agent and T together, 20 degrees)")
     print(f"{'encoder':<40} {'MLP: agent':>12} {'T':>6} {'angle':>6} {'passes':>6}   "
           f"{'nearest: agent':>14} {'T':>6} {'angle':>6} {'passes':>6}")

@@ -16,7 +16,8 @@ the proprio error to the visual one). The channels are the standardised numbers 
 not a learned embedding: nothing for the loss to shrink.
 DINO-WM's encoder is DINOv2 ViT-S/14 (384 wide, 196 patches per frame); no weights can be
 downloaded here, so the encoder is a trained jepalab run's (`method.encoder`: e.g. a LeWM or
-an I-JEPA encoder), loaded, frozen and kept as V-JEPA 2-AC's is (world.vjepa_ac). DINO-WM's
+an I-JEPA encoder) or a ViT at random init (`random`), frozen and kept as V-JEPA 2-AC's is
+(world.vjepa_ac). DINO-WM's
 predictor (6 layers, 16 heads, dropout 0.1, learned positions over its frames) runs at the
 width of the concatenated token, 384 + 10 (+ 10 for proprioception); here the concatenated
 token is projected to `predictor_width`, there is no dropout, and the defaults are scaled
@@ -34,8 +35,7 @@ from jepalab.methods import StepOutput
 from jepalab.nn.predictor import cached_rollout, frame_causal_mask
 from jepalab.nn.vit import Block, ViTSpec, init_transformer
 from jepalab.world import check_sizes
-from jepalab.world.vjepa_ac import (RANDOM_ENCODER, FrozenEncoder, check_encoder,
-                                    token_statistics)
+from jepalab.world.vjepa_ac import RANDOM_ENCODER, FrozenEncoder, check_encoder, token_statistics
 
 DATA_KIND = "trajectories"
 

@@ -21,11 +21,12 @@ torch.manual_seed(0)
 cfg = load_config("lewm-reacher", ["data.name=trajectories:unused.h5"])
 model = build_method(cfg, 2 * cfg.data.frameskip).eval()  # history 3, LeWM's planner shape
 frame = np.zeros((cfg.data.image_size, cfg.data.image_size, 3), dtype=np.uint8)
+proprio = np.zeros(4, dtype=np.float32)
 agent = Agent(model, PlanSettings(planner_options={"iterations": 3}), 2, cfg.data.frameskip)
 torch.set_grad_enabled(False)
-agent.reset(frame)
+agent.reset({"goal": frame, "goal_proprio": proprio})
 for _ in range(3):
-    agent.observe(frame, agent.block(torch.zeros(2)))
+    agent.observe({"pixels": frame, "proprio": proprio}, agent.block(torch.zeros(2)))
 agent.plan()
 faults = []
 for _ in range(5):
